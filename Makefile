@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv, install torch 2.13.0 (CPU build from this disk) when no
+# torch is present, install vtalign editable with its dev extras, then run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.vtalign-installed
+DEPS   := pyproject.toml CMakeLists.txt Makefile $(wildcard csrc/*.cpp csrc/*.h)
+
+.PHONY: setup demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) $(DEPS)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
+	$(PIP) install "triton==3.7.1" "scikit-build-core>=0.10" "pybind11>=2.12" ninja
+	$(PIP) install --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/vtalign demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PIP) install -q faiss-cpu tslearn pysdtw pytest-benchmark
+	$(PY) -m benchmarks.run all
+
+clean:
+	rm -rf build $(VENV) runs bench

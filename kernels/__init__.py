@@ -1,0 +1,1 @@
+"""Triton kernels (`vtalign.kernels`): @triton.jit code and one launcher per kernel."""

@@ -1,0 +1,138 @@
+"""Triton batched kNN: one program per (row tile, layer), keys streamed through tl.dot.
+
+Each similarity is packed with its column into one int64 key -- the float's
+order-preserving bits high, (2^32 - 1 - col) low -- so "larger key" means
+"higher similarity, then lower index": ties resolve exactly as on the CPU, and
+max/min over keys need no separate argmax. A row keeps its running best K_PAD
+keys in registers; a tile only pays for selection while some row of the tile
+still has a key above its threshold (usually one or two rounds, not k).
+No N x N matrix is written anywhere.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+_MIN_KEY = -(2**63)
+MAX_K = 128
+
+
+@triton.jit
+def _pack_keys(s, cols):
+    s = s + 0.0  # -0.0 -> +0.0, so equal similarities pack to equal high words
+    bits = s.to(tl.int32, bitcast=True)
+    key32 = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    low = 4294967295 - cols.to(tl.int64)
+    return (key32.to(tl.int64) << 32) | low
+
+
+@triton.jit
+def _knn_kernel(
+    Q, K, OUT_V, OUT_I,
+    M, N, D, k, self_shift,
+    stride_ql, stride_qm, stride_kl, stride_kn,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    K_PAD: tl.constexpr, EXCLUDE: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    layer = tl.program_id(1).to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < M
+    offs_d = tl.arange(0, BLOCK_D)
+    slots = tl.arange(0, K_PAD)
+    q_base = Q + layer * stride_ql
+    k_base = K + layer * stride_kl
+    # Distinct sentinels (MIN + slot) keep "replace the slot equal to the row
+    # minimum" unambiguous; every real key is far above them.
+    top = tl.zeros([BLOCK_M, K_PAD], dtype=tl.int64) + (-9223372036854775807 - 1) + slots[None, :]
+    thr = tl.min(top, 1)
+    for n0 in range(0, N, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        col_ok = cols < N
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            dd = d0 + offs_d
+            d_ok = dd < D
+            q = tl.load(q_base + rows[:, None] * stride_qm + dd[None, :],
+                        mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+            kt = tl.load(k_base + cols[None, :] * stride_kn + dd[:, None],
+                         mask=col_ok[None, :] & d_ok[:, None], other=0.0)
+            acc = tl.dot(q, kt, acc, input_precision=PRECISION)
+        keys = _pack_keys(acc, cols)
+        valid = row_ok[:, None] & col_ok[None, :]
+        if EXCLUDE:
+            valid = valid & (cols[None, :] != rows[:, None] + self_shift)
+        keys = tl.where(valid, keys, -9223372036854775807 - 1)
+        best = tl.max(keys, 1)
+        while tl.max((best > thr).to(tl.int32), 0) > 0:
+            ins = best > thr
+            top = tl.where((top == thr[:, None]) & ins[:, None], best[:, None], top)
+            thr = tl.min(top, 1)
+            keys = tl.where(keys == best[:, None], -9223372036854775807 - 1, keys)
+            best = tl.max(keys, 1)
+    top = tl.sort(top, 1, descending=True)
+    hi = (top >> 32).to(tl.int32)
+    bits = hi ^ ((hi >> 31) & 0x7FFFFFFF)
+    vals = bits.to(tl.float32, bitcast=True)
+    idx = 4294967295 - (top & 4294967295)
+    out_off = (layer * M + rows[:, None]) * k + slots[None, :]
+    out_mask = row_ok[:, None] & (slots[None, :] < k)
+    tl.store(OUT_V + out_off, vals, mask=out_mask)
+    tl.store(OUT_I + out_off, idx, mask=out_mask)
+
+
+def knn_config(k: int, dtype: torch.dtype) -> dict:
+    """Tile sizes per k bucket, chosen so every bucket compiles without spills
+    on sm_80/sm_90 (see benchmarks/gpu_static.md)."""
+    k_pad = max(2, triton.next_power_of_2(k))
+    if k_pad <= 16:
+        cfg = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_D=32, num_warps=4)
+    elif k_pad <= 32:
+        cfg = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_D=32, num_warps=8)
+    elif k_pad <= 64:
+        cfg = dict(BLOCK_M=32, BLOCK_N=64, BLOCK_D=32, num_warps=8)
+    else:
+        cfg = dict(BLOCK_M=16, BLOCK_N=64, BLOCK_D=32, num_warps=8)
+    cfg["K_PAD"] = k_pad
+    cfg["num_stages"] = 2
+    return cfg
+
+
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = -1,
+        precision: str = "tf32x3") -> tuple[torch.Tensor, torch.Tensor]:
+    """Inner-product top-k (callers pass unit rows for cosine).
+
+    queries [L, M, D], keys [L, N, D] -> (values fp32 [L, M, k], indices int64 [L, M, k]).
+    With self_shift >= 0, key `row + self_shift` is excluded for query `row`.
+
+    `precision` is tl.dot's input_precision for float32 inputs ("ieee", "tf32",
+    "tf32x3"); fp16/bf16 inputs use their tensor-core path with fp32 accumulation.
+    """
+    if queries.dtype not in _TRITON_DTYPES:
+        raise TypeError(f"triton kNN supports {_TRITON_DTYPES}, got {queries.dtype}; "
+                        "use backend='torch' for float64")
+    if k > MAX_K:
+        raise ValueError(f"triton kNN supports k <= {MAX_K}, got k={k}; use backend='torch'")
+    queries = queries.contiguous()
+    keys = keys.to(queries.dtype).contiguous()
+    L, M, D = queries.shape
+    N = keys.shape[1]
+    vals = torch.empty(L, M, k, device=queries.device, dtype=torch.float32)
+    idx = torch.empty(L, M, k, device=queries.device, dtype=torch.int64)
+    cfg = knn_config(k, queries.dtype)
+    num_warps, num_stages = cfg.pop("num_warps"), cfg.pop("num_stages")
+    grid = (triton.cdiv(M, cfg["BLOCK_M"]), L)
+    _knn_kernel[grid](
+        queries, keys, vals, idx,
+        M, N, D, k, max(self_shift, 0),
+        queries.stride(0), queries.stride(1), keys.stride(0), keys.stride(1),
+        EXCLUDE=self_shift >= 0,
+        PRECISION=precision if queries.dtype == torch.float32 else "ieee",
+        num_warps=num_warps, num_stages=num_stages, **cfg,
+    )
+    return vals, idx

@@ -1,0 +1,113 @@
+"""Shared plumbing for every op family: backend choice and input checks.
+
+Checks run before any kernel so a bad call fails with an error that names the
+argument, and never after half the work is done.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import torch
+
+BACKENDS = ("auto", "triton", "cpp", "torch", "reference")
+
+try:  # the compiled CPU core is optional: a pure-Python install falls back to torch
+    from vtalign import _C  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - exercised only on installs without a compiler
+    _C = None
+
+
+def has_cpp() -> bool:
+    """True when the C++ module `vtalign._C` was built and imports."""
+    return _C is not None
+
+
+def cpp():
+    if _C is None:
+        raise RuntimeError(
+            "backend='cpp' requested but vtalign._C is not built; reinstall with a C++ "
+            "compiler (pip install -e .) or use backend='torch'"
+        )
+    return _C
+
+
+def triton_interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def has_triton() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str:
+    """Pick the concrete backend for `tensors`.
+
+    "auto" (or the VTALIGN_BACKEND environment variable when `backend` is "auto"):
+    CUDA tensors go to Triton, CPU tensors to C++ when built, else torch. An
+    explicit backend that cannot run raises; nothing switches silently.
+    """
+    if backend is None:
+        backend = "auto"
+    if backend == "auto":
+        backend = os.environ.get("VTALIGN_BACKEND", "auto") or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    tensors = list(tensors)
+    on_cuda = any(t.is_cuda for t in tensors)
+    if backend == "auto":
+        if on_cuda:
+            backend = "triton"
+        else:
+            backend = "cpp" if has_cpp() else "torch"
+    if backend == "triton":
+        if not has_triton():
+            raise RuntimeError("backend='triton' requested but triton is not installed")
+        if not on_cuda and not triton_interpreting():
+            raise ValueError(
+                "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)"
+            )
+    elif backend == "cpp":
+        cpp()
+        if on_cuda:
+            raise ValueError("backend='cpp' needs CPU tensors; got CUDA tensors")
+    return backend
+
+
+def check_tensor(name: str, t, *, ndims: Sequence[int] | None = None, floating: bool = True) -> None:
+    """Type, dimensionality, emptiness and dtype checks with the argument named."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if ndims is not None and t.dim() not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    if floating and not t.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {t.dtype}")
+
+
+def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> None:
+    """Raise on NaN/Inf, naming the first offending element (layer and row for [L, N, D])."""
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return
+    pos = [int(p) for p in bad.nonzero()[0].tolist()]
+    kind = "NaN" if bool(torch.isnan(t).any()) else "Inf"
+    if layer_major and t.dim() == 3:
+        where = f"layer {pos[0]}, row {pos[1]}"
+    elif t.dim() == 2:
+        where = f"row {pos[0]}"
+    else:
+        where = f"index {tuple(pos)}"
+    raise ValueError(f"{name} contains {kind} values (first at {where})")
+
+
+def check_same_device(**tensors: torch.Tensor) -> None:
+    devs = {n: t.device for n, t in tensors.items()}
+    if len(set(devs.values())) > 1:
+        raise ValueError(f"tensors must be on one device, got {devs}")
