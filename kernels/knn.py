@@ -136,3 +136,22 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = 
         num_warps=num_warps, num_stages=num_stages, **cfg,
     )
     return vals, idx
+
+
+def static_configs():
+    """Every configuration `knn` can launch, for the sm_80/sm_90 compile check."""
+    from vtalign.kernels._static import StaticConfig
+
+    dt = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    out = []
+    for dtype, name in dt.items():
+        for k in (16, 32, 64, 128):
+            cfg = knn_config(k, dtype)
+            nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
+            types = {"Q": f"*{name}", "K": f"*{name}", "OUT_V": "*fp32", "OUT_I": "*i64",
+                     "M": "i32", "N": "i32", "D": "i32", "k": "i32", "self_shift": "i32",
+                     "stride_ql": "i64", "stride_qm": "i64", "stride_kl": "i64", "stride_kn": "i64"}
+            const = dict(cfg, EXCLUDE=True, PRECISION="tf32x3" if dtype == torch.float32 else "tf32")
+            out.append(StaticConfig(f"knn[{name},K_PAD={cfg['K_PAD']}]", _knn_kernel, types, const,
+                                    num_warps=nw, num_stages=ns, expect_tensor_cores=True))
+    return out

@@ -53,3 +53,19 @@ def overlap_counts(idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: bool) ->
     grid = (triton.cdiv(N, cfg["BLOCK"]), La * Lb)
     _overlap_kernel[grid](idx_a, idx_b, out, N, k, Lb, REDUCE=reduce, num_warps=num_warps, **cfg)
     return out
+
+
+def static_configs():
+    """Every configuration `overlap_counts` can launch."""
+    from vtalign.kernels._static import StaticConfig
+
+    out = []
+    for k in (16, 32, 64, 128):
+        for reduce in (True, False):
+            cfg = overlap_config(k)
+            nw = cfg.pop("num_warps")
+            types = {"A": "*i64", "B": "*i64", "OUT": "*i64" if reduce else "*i32",
+                     "N": "i32", "k": "i32", "Lb": "i32"}
+            out.append(StaticConfig(f"overlap[K_PAD={cfg['K_PAD']},reduce={reduce}]", _overlap_kernel,
+                                    types, dict(cfg, REDUCE=reduce), num_warps=nw))
+    return out

@@ -1,0 +1,53 @@
+"""Benchmark runner: `python -m benchmarks.run NAME [--size small|full]`.
+
+NAME is a suite (`benchmarks/bench_NAME.py`, which defines
+`run(size: str) -> str` returning a markdown report) or `all`. The report is
+printed, prefixed with the exact command and the machine, and written to
+`benchmarks/results/NAME.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import shlex
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SUITES = sorted(f[6:-3] for f in os.listdir(HERE) if f.startswith("bench_") and f.endswith(".py"))
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}")
+
+
+def write_atomic(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    p.add_argument("suite", choices=SUITES + ["all"])
+    p.add_argument("--size", choices=["small", "full"], default="full")
+    args = p.parse_args(argv)
+    cmd = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    for name in SUITES if args.suite == "all" else [args.suite]:
+        mod = importlib.import_module(f"benchmarks.bench_{name}")
+        body = mod.run(args.size)
+        report = f"# {name}\n\nCommand: `{cmd}`\n\nMachine: {machine()}\n\n{body}\n"
+        print(report)
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        write_atomic(os.path.join(HERE, "results", f"{name}.md"), report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
