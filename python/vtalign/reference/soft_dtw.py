@@ -14,7 +14,7 @@ Conventions shared by every backend (the Triton and C++ kernels follow them):
   result is +inf (never NaN).
 * Per-pair lengths: pair b uses the leading ``n_b × m_b`` block of the padded
   ``[N, M]`` cost; its value is R[n_b, m_b]; E is 0 outside the block.
-* Sakoe–Chiba band ``w`` (None = no band), with n, m the pair's own lengths:
+* Sakoe–Chiba band ``w`` (None or negative = no band), with n, m the pair's own lengths:
   cell (i, j) is inside iff ``|i·(m−1) − j·(n−1)| ≤ w·min(n−1, m−1)``.
   For n = m this is exactly ``|i − j| ≤ w`` (pytorch-softdtw-cuda's rule);
   for n ≠ m it is a band of half-width w, measured along the longer axis,
@@ -38,8 +38,8 @@ INF = float("inf")
 
 # ---------------------------------------------------------------- band rule
 def _band_int(bandwidth) -> int | None:
-    """Band half-width as an int (floats are floored), None for no band."""
-    if bandwidth is None:
+    """Band half-width as an int (floats are floored); None for no band (None or negative)."""
+    if bandwidth is None or float(bandwidth) < 0:
         return None
     return int(math.floor(float(bandwidth)))
 
@@ -197,6 +197,9 @@ def soft_dtw_alignment(C: torch.Tensor, gamma, *, bandwidth=None, x_lengths=None
     return E
 
 
+soft_dtw_alignment_cost = soft_dtw_alignment  # the name CONTRIBUTING.md gives the E oracle
+
+
 # -------------------------------------------------------------------- costs
 def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost="sqeuclidean") -> torch.Tensor:
     """C [B, N, M] from x [B, N, D], y [B, M, D], densely from the definition."""
@@ -320,6 +323,6 @@ def s2dtw_pairwise(x: torch.Tensor, y: torch.Tensor, *, gamma=0.1, smoothing_gam
 
 __all__: Sequence[str] = [
     "band_mask", "in_band", "min_bandwidth", "reachable", "softmin", "soft_dtw_R", "soft_dtw_cost",
-    "soft_dtw_alignment", "pairwise_cost", "soft_dtw", "soft_dtw_pairwise", "s2dtw_smooth",
+    "soft_dtw_alignment", "soft_dtw_alignment_cost", "pairwise_cost", "soft_dtw", "soft_dtw_pairwise", "s2dtw_smooth",
     "s2dtw_matrix", "s2dtw_cost", "s2dtw", "s2dtw_pairwise",
 ]
