@@ -7,3 +7,5 @@ from vtalign.ops import cosine_knn, knn, knn_overlap, mutual_knn
 
 __version__ = "0.1.0"
 __all__ = ["cosine_knn", "knn", "knn_overlap", "mutual_knn", "__version__"]
+from vtalign.ops.contrastive import contrastive_loss, slot_contrastive_loss  # noqa: E402
+__all__ += ["contrastive_loss", "slot_contrastive_loss"]

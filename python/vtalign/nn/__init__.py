@@ -1,1 +1,2 @@
 """nn.Module faces of the ops (drop-ins for the modules people already use)."""
+from vtalign.nn.contrastive import ContrastiveLoss, SlotContrastiveLoss  # noqa: E402,F401

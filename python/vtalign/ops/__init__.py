@@ -3,3 +3,5 @@ from vtalign.ops.knn import cosine_knn, knn, unit_rows
 from vtalign.ops.overlap import knn_overlap, mutual_knn
 
 __all__ = ["cosine_knn", "knn", "knn_overlap", "mutual_knn", "unit_rows"]
+from vtalign.ops.contrastive import contrastive_loss, slot_contrastive_loss  # noqa: E402
+__all__ += ["contrastive_loss", "slot_contrastive_loss"]
