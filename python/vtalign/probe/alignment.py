@@ -1,8 +1,8 @@
 """Layer-pair alignment: every layer of A against every layer of B.
 
-Each layer's kNN graph is computed once and all La x Lb overlaps come from one
-`knn_overlap` call -- the per-pair loop of platonic-rep's `compute_score`
-recomputes both graphs for every pair.
+Each layer's kNN graph (or Gram statistics) is computed once and all La x Lb
+scores come from one pass over them (`vtalign.probe.metrics`) -- the per-pair
+loop of platonic-rep's `compute_score` recomputes both for every pair.
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from typing import Sequence, Union
 import torch
 
 from vtalign.ops._common import check_finite, check_tensor
-from vtalign.ops.knn import DEFAULT_WORKSPACE, cosine_knn
-from vtalign.ops.overlap import knn_overlap
+from vtalign.ops.knn import DEFAULT_WORKSPACE
+from vtalign.probe.metrics import METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_lists
+from vtalign.probe.outliers import MODES as OUTLIER_MODES
+from vtalign.probe.outliers import outlier_threshold
 
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
-METRICS = ("mutual_knn",)
 
 
 def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[torch.Tensor]:
@@ -51,13 +52,29 @@ def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[t
 
 def layer_knn(layers: list[torch.Tensor], k: int, *, normalize: bool = True, backend: str = "auto",
               max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
-    """Neighbour lists `[L, N, k]` of a list of `[N, D_l]` layers (one batched call
-    when all widths agree, one call per layer otherwise)."""
-    kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
-    widths = {(t.shape[1], t.dtype, t.device) for t in layers}
-    if len(widths) == 1:
-        return cosine_knn(torch.stack(layers), k, **kw)[1]
-    return torch.stack([cosine_knn(t, k, **kw)[1] for t in layers])
+    """Neighbour lists `[L, N, k]` of a list of `[N, D_l]` layers, one search per layer."""
+    return layer_lists(layers, k, normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
+
+
+def prepare_layers(name: str, feats: Features, *, concat: bool = False, outliers: str | None = None,
+                   q: float = 0.95) -> list[torch.Tensor]:
+    """`as_layer_list` plus platonic-rep's optional outlier clamp, applied before the
+    concatenated layer is formed: one threshold across all layers of a `[N, L, D]`
+    tensor, one per layer for a list (`vtalign.probe.outliers`)."""
+    if outliers not in OUTLIER_MODES:
+        raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
+    layers = as_layer_list(name, feats)
+    if outliers is not None:
+        exact = outliers == "exact"
+        if isinstance(feats, torch.Tensor):
+            t = outlier_threshold(feats, q, exact=exact)
+            layers = [x.clamp(-t, t) for x in layers]
+        else:
+            layers = [x.clamp(-t, t) for x, t in
+                      ((x, outlier_threshold(x, q, exact=exact)) for x in layers)]
+    if concat and len(layers) > 1:
+        layers.append(torch.cat([t.to(layers[0].dtype) for t in layers], dim=1))
+    return layers
 
 
 @dataclass
@@ -102,38 +119,69 @@ def _names(n_layers: int, concat: bool) -> list[str]:
     return names
 
 
-def layerwise_alignment(feats_a: Features, feats_b: Features, metric: str = "mutual_knn", k: int = 10,
-                        normalize: bool = True, *, concat: bool = False, backend: str = "auto",
-                        max_workspace_bytes: int = DEFAULT_WORKSPACE) -> LayerAlignment:
-    """Alignment of every layer of A with every layer of B.
+def _result(scores: torch.Tensor, metric: str, k: int, n: int, concat: bool) -> LayerAlignment:
+    flat = int(torch.argmax(scores))
+    best = (flat // scores.shape[1], flat % scores.shape[1])
+    return LayerAlignment(scores=scores, best=best, best_score=float(scores[best]), metric=metric,
+                          k=k, n=n, chance=chance_level(metric, n, k),
+                          names_a=_names(scores.shape[0], concat), names_b=_names(scores.shape[1], concat))
 
-    Args:
-        feats_a, feats_b: `[N, L, D]` tensors (platonic-rep layout) or lists of
-            per-layer `[N, D_l]` tensors; the same N in both.
-        metric: "mutual_knn".
-        k: neighbours per sample (1 <= k <= N-1).
-        normalize: L2-normalise rows first (platonic-rep's default).
-        concat: add "all layers concatenated" as an extra last layer on each side.
 
-    Returns:
-        A `LayerAlignment` with `.scores [La, Lb]`, `.best`, `.best_score`.
+def _check_k(k, n: int, metrics) -> None:
+    if not any(m in USES_K for m in metrics):
+        return
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
+        raise ValueError(f"k must be an int in [1, N-1] = [1, {n - 1}], got {k!r}")
+    if "cknna" in metrics and k < 2:
+        raise ValueError(f"k must be >= 2 for cknna, got {k}")
+
+
+def layerwise_alignments(feats_a: Features, feats_b: Features, metrics: Sequence[str] = METRICS,
+                         k: int = 10, normalize: bool = True, *, concat: bool = False,
+                         outliers: str | None = None, backend: str = "auto",
+                         max_workspace_bytes: int = DEFAULT_WORKSPACE) -> dict[str, LayerAlignment]:
+    """Several metrics over all layer pairs at once, the kNN lists shared between them.
+
+    Same arguments as `layerwise_alignment`, with a sequence of metric names;
+    returns `{metric: LayerAlignment}`.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    la = as_layer_list("feats_a", feats_a, concat=concat)
-    lb = as_layer_list("feats_b", feats_b, concat=concat)
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of names from {METRICS}, got {metrics!r}")
+    for m in metrics:
+        check_metric(m)
+    la = prepare_layers("feats_a", feats_a, concat=concat, outliers=outliers)
+    lb = prepare_layers("feats_b", feats_b, concat=concat, outliers=outliers)
     n = la[0].shape[0]
     if lb[0].shape[0] != n:
         raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and "
                          f"{lb[0].shape[0]}")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-        raise ValueError(f"k must be an int in [1, N-1] = [1, {n - 1}], got {k!r}")
-    kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
-    ia = layer_knn(la, k, **kw)
-    ib = layer_knn(lb, k, **kw)
-    scores = knn_overlap(ia, ib, backend=backend).cpu()
-    flat = int(torch.argmax(scores))
-    best = (flat // scores.shape[1], flat % scores.shape[1])
-    return LayerAlignment(scores=scores, best=best, best_score=float(scores[best]), metric=metric,
-                          k=k, n=n, chance=k / (n - 1), names_a=_names(len(la), concat),
-                          names_b=_names(len(lb), concat))
+    _check_k(k, n, metrics)
+    if n < 4 and any(m in ("unbiased_cka", "cknna") for m in metrics):
+        raise ValueError(f"unbiased_cka and cknna need N >= 4 samples, got N={n}")
+    scores = all_pair_scores(list(metrics), la, lb, k, normalize=normalize, backend=backend,
+                             max_workspace_bytes=max_workspace_bytes)
+    return {m: _result(s, m, k, n, concat) for m, s in scores.items()}
+
+
+def layerwise_alignment(feats_a: Features, feats_b: Features, metric: str = "mutual_knn", k: int = 10,
+                        normalize: bool = True, *, concat: bool = False, outliers: str | None = None,
+                        backend: str = "auto", max_workspace_bytes: int = DEFAULT_WORKSPACE) -> LayerAlignment:
+    """Alignment of every layer of A with every layer of B.
+
+    Args:
+        feats_a, feats_b: `[N, L, D]` tensors (platonic-rep layout), `[N, D]`
+            tensors (one layer) or lists of per-layer `[N, D_l]` tensors; same N.
+        metric: one of "mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn",
+            "cka", "unbiased_cka", "cknna" (platonic-rep's `AlignmentMetrics`).
+        k: neighbours per sample (1 <= k <= N-1; >= 2 for cknna); unused by cka.
+        normalize: L2-normalise rows first (platonic-rep's default).
+        concat: add "all layers concatenated" as an extra last layer on each side.
+        outliers: None, "exact" or "approximate": platonic-rep's q = 0.95 clamp.
+        backend: kNN / list backend ("auto", "cpp", "torch", "triton", "reference").
+
+    Returns:
+        A `LayerAlignment` with `.scores [La, Lb]` float64, `.best`, `.best_score`.
+    """
+    check_metric(metric)
+    return layerwise_alignments(feats_a, feats_b, [metric], k, normalize, concat=concat, outliers=outliers,
+                                backend=backend, max_workspace_bytes=max_workspace_bytes)[metric]

@@ -1,0 +1,432 @@
+"""All-layer-pair alignment metrics (DESIGN.md §3.2), each equal to platonic-rep's
+`AlignmentMetrics` definition on the same (by default L2-normalised) features.
+
+Nothing here is computed once per pair of layers when it can be computed once
+per layer:
+
+- kNN metrics (`mutual_knn`, `cycle_knn`, `lcs_knn`, `edit_distance_knn`): one
+  kNN search per layer (`vtalign.ops.cosine_knn`), then one pass over the
+  `[L, N, k]` index lists for every pair at once (`knn_overlap` for mutual kNN,
+  the C++ `list_scores` kernel for the others).
+- `cka`, `unbiased_cka`: the HSIC terms reduce to Frobenius inner products of
+  Gram matrices, <K_a, L_b> = ||A_aᵀ B_b||². We take whichever of two exact
+  routes costs fewer flops: the *Gram route* builds row blocks of every layer's
+  Gram once and contracts all pairs with one GEMM per block (N² work, good for
+  N <= D); the *covariance route* accumulates the D_a x D_b cross-covariances
+  (N·D_a·D_b work, good for N > D, and the only way at N = 50k). Neither holds
+  an N x N matrix.
+- `cknna`: the masked Gram entries it needs are exactly the similarities on the
+  kNN lists (j ∈ N_A(i) ∩ N_B(i)), so the N·k list values replace the N x N
+  Grams and the C++ `cknna_terms` kernel sums them for every pair.
+
+All reductions run in float64.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from vtalign.ops import cosine_knn, knn_overlap
+from vtalign.ops._common import cpp, has_cpp, resolve_backend
+from vtalign.ops.knn import DEFAULT_WORKSPACE
+
+KNN_METRICS = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn")
+GRAM_METRICS = ("cka", "unbiased_cka", "cknna")
+METRICS = KNN_METRICS + GRAM_METRICS
+USES_K = KNN_METRICS + ("cknna",)
+_KIND = {"cycle_knn": 0, "lcs_knn": 1, "edit_distance_knn": 2}
+
+Layers = Sequence[torch.Tensor]
+
+
+def check_metric(metric: str) -> None:
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+
+
+def _list_backend(backend: str, tensors: list[torch.Tensor]) -> str:
+    """Backend for the index-list kernels: there is no Triton twin (the lists are
+    tiny), so CUDA lists are walked by the C++ core on the CPU."""
+    be = resolve_backend(backend, [t for t in tensors if not t.is_cuda])
+    if be in ("triton", "cpp"):
+        return "cpp" if has_cpp() else "torch"
+    return "torch"
+
+
+# ----------------------------------------------------------------- kNN lists
+def _check_pair_lists(idx_a: torch.Tensor, idx_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    for name, t in (("idx_a", idx_a), ("idx_b", idx_b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 3 or t.numel() == 0:
+            raise ValueError(f"{name} must be non-empty [L, N, k] neighbour lists, got shape {tuple(t.shape)}")
+        if t.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{name} must hold int32 or int64 indices, got {t.dtype}")
+    if idx_a.shape[1:] != idx_b.shape[1:]:
+        raise ValueError(f"idx_a and idx_b must agree on [N, k], got {tuple(idx_a.shape[1:])} and "
+                         f"{tuple(idx_b.shape[1:])}")
+    n = idx_a.shape[1]
+    for name, t in (("idx_a", idx_a), ("idx_b", idx_b)):
+        if bool((t < 0).any()) or bool((t >= n).any()):
+            raise ValueError(f"{name} holds indices outside [0, N) = [0, {n})")
+    return idx_a.cpu().to(torch.int64).contiguous(), idx_b.cpu().to(torch.int64).contiguous()
+
+
+def _lcs_edit_torch(a: torch.Tensor, b: torch.Tensor, edit: bool) -> torch.Tensor:
+    """Per-sample LCS length / Levenshtein distance of rows of a, b `[P, N, k]`, the
+    DP vectorised over pairs and samples (the fallback when the C++ core is absent)."""
+    P, N, k = a.shape
+    eq = a[..., :, None] == b[..., None, :]
+    base = torch.arange(k + 1, dtype=torch.int32)
+    prev = (base if edit else torch.zeros_like(base)).expand(P, N, k + 1).clone()
+    for i in range(1, k + 1):
+        cur = torch.empty_like(prev)
+        cur[..., 0] = i if edit else 0
+        for j in range(1, k + 1):
+            hit = eq[..., i - 1, j - 1]
+            if edit:
+                cur[..., j] = torch.minimum(prev[..., j - 1] + (~hit).int(),
+                                            torch.minimum(prev[..., j], cur[..., j - 1]) + 1)
+            else:
+                cur[..., j] = torch.where(hit, prev[..., j - 1] + 1, torch.maximum(prev[..., j], cur[..., j - 1]))
+        prev = cur
+    return prev[..., k]
+
+
+def _list_counts_torch(kind: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    La, N, k = a.shape
+    Lb = b.shape[0]
+    out = torch.empty(La, Lb, N, dtype=torch.int32)
+    rows = torch.arange(N)
+    for la in range(La):
+        for lb in range(Lb):
+            if kind == 0:
+                hop = a[la][b[lb]]  # [N, k, k]: A-lists of each of i's B-neighbours
+                out[la, lb] = (hop == rows[:, None, None]).flatten(1).any(1).int()
+            else:
+                out[la, lb] = _lcs_edit_torch(a[la:la + 1], b[lb:lb + 1], kind == 2)[0]
+    return out
+
+
+def list_scores(metric: str, idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: str = "mean",
+                backend: str = "auto") -> torch.Tensor:
+    """A kNN-list metric for every layer pair from precomputed neighbour lists.
+
+    Args:
+        metric: one of `KNN_METRICS`.
+        idx_a: `[La, N, k]` ordered neighbour lists (e.g. `cosine_knn(...)[1]`).
+        idx_b: `[Lb, N, k]`, same N and k.
+        reduce: "mean" -> `[La, Lb]` float64 scores; "none" -> `[La, Lb, N]`
+            float64 per-sample scores whose mean over N is the score (overlap / k,
+            the 0/1 cycle hit, LCS length, 1 - Levenshtein / k).
+    """
+    if metric not in KNN_METRICS:
+        raise ValueError(f"metric must be one of {KNN_METRICS}, got {metric!r}")
+    if reduce not in ("mean", "none"):
+        raise ValueError(f"reduce must be 'mean' or 'none', got {reduce!r}")
+    if metric == "mutual_knn":
+        out = knn_overlap(idx_a, idx_b, reduce=reduce, backend=backend)
+        return out.cpu().to(torch.float64) if reduce == "mean" else \
+            torch.round(out.cpu().to(torch.float64) * idx_a.shape[-1]) / idx_a.shape[-1]
+    a, b = _check_pair_lists(idx_a, idx_b)
+    kind, k, n = _KIND[metric], a.shape[2], a.shape[1]
+    if _list_backend(backend, [idx_a, idx_b]) == "cpp":
+        per = torch.empty(a.shape[0], b.shape[0], n, dtype=torch.int32)
+        cpp().list_scores(a.numpy(), b.numpy(), kind, per.numpy(), False)
+    else:
+        per = _list_counts_torch(kind, a, b)
+    per = per.to(torch.float64)
+    if metric == "edit_distance_knn":
+        per = 1.0 - per / k
+    return per.mean(-1) if reduce == "mean" else per
+
+
+# ---------------------------------------------------------------- Gram metrics
+def _unit64(x: torch.Tensor, normalize: bool) -> torch.Tensor:
+    x = x.to(torch.float64)
+    if normalize:
+        x = x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
+    return x
+
+
+def _row_chunk(n_cols: int, workspace: int, min_rows: int = 64) -> int:
+    return max(min_rows, workspace // max(1, 8 * n_cols))
+
+
+class _LayerStats:
+    """Per-layer O(N·D) statistics: column mean, diag(K) = ||x_i||², row sums of K̃."""
+
+    def __init__(self, x: torch.Tensor, normalize: bool, workspace: int):
+        n, d = x.shape
+        chunk = _row_chunk(d, workspace)
+        colsum = torch.zeros(d, dtype=torch.float64, device=x.device)
+        diag = torch.empty(n, dtype=torch.float64, device=x.device)
+        for s in range(0, n, chunk):
+            xc = _unit64(x[s:s + chunk], normalize)
+            colsum += xc.sum(0)
+            diag[s:s + chunk] = (xc * xc).sum(1)
+        rows = torch.empty(n, dtype=torch.float64, device=x.device)
+        for s in range(0, n, chunk):
+            rows[s:s + chunk] = _unit64(x[s:s + chunk], normalize) @ colsum
+        self.mean = colsum / n
+        self.diag = diag
+        self.rowsum = rows - diag  # row sums of K with its diagonal zeroed
+        self.total = float(self.rowsum.sum())
+
+
+def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, mean_a, mean_b, normalize: bool,
+              workspace: int) -> float:
+    """||Aᵀ B||² (or ||Ãᵀ B̃||² with the column means given) by row-chunked D_a x D_b
+    accumulators; B's columns are blocked so the accumulator stays within `workspace`."""
+    n, da = xa.shape
+    db = xb.shape[1]
+    width = max(1, min(db, workspace // (2 * 8 * da)))
+    chunk = _row_chunk(da + width, workspace // 2)
+    total = 0.0
+    for c0 in range(0, db, width):
+        acc = torch.zeros(da, min(width, db - c0), dtype=torch.float64, device=xa.device)
+        for s in range(0, n, chunk):
+            acc += _unit64(xa[s:s + chunk], normalize).T @ _unit64(xb[s:s + chunk], normalize)[:, c0:c0 + width]
+        if mean_a is not None:
+            # ÃᵀB̃ = AᵀB - N μ_a μ_bᵀ: centring after the sum keeps the pass single.
+            acc -= n * torch.outer(mean_a, mean_b[c0:c0 + width])
+        total += float((acc * acc).sum())
+    return total
+
+
+def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, workspace: int):
+    """<K_a, L_b> for all pairs and <K, K> for every layer by row blocks of the Grams
+    (K = X Xᵀ, or the centred X̃ X̃ᵀ when means are given): each block of each layer's
+    Gram is built once and one GEMM contracts all La x Lb pairs."""
+    n = la[0].shape[0]
+    dev = la[0].device
+
+    def prep(layers, means):
+        out = []
+        for i, x in enumerate(layers):
+            u = _unit64(x, normalize)
+            out.append(u - means[i] if means is not None else u)
+        return out
+
+    xa, xb = prep(la, means_a), prep(lb, means_b)
+    per_row = (len(la) + len(lb)) * n * 8
+    chunk = max(1, min(n, workspace // max(1, per_row)))
+    cross = torch.zeros(len(la), len(lb), dtype=torch.float64, device=dev)
+    self_a = torch.zeros(len(la), dtype=torch.float64, device=dev)
+    self_b = torch.zeros(len(lb), dtype=torch.float64, device=dev)
+    for s in range(0, n, chunk):
+        ga = torch.stack([x[s:s + chunk] @ x.T for x in xa]).flatten(1)
+        gb = torch.stack([x[s:s + chunk] @ x.T for x in xb]).flatten(1)
+        cross += ga @ gb.T
+        self_a += (ga * ga).sum(1)
+        self_b += (gb * gb).sum(1)
+    return cross, self_a, self_b
+
+
+def _use_gram_route(la: Layers, lb: Layers) -> bool:
+    n = la[0].shape[0]
+    da = sum(x.shape[1] for x in la)
+    db = sum(x.shape[1] for x in lb)
+    gram = n * n * (da + db + len(la) * len(lb))
+    cov = n * (da * db + sum(x.shape[1] ** 2 for x in la) + sum(x.shape[1] ** 2 for x in lb))
+    # The Gram route also holds float64 copies of every layer; keep it to sizes
+    # where that is small next to the features themselves.
+    return gram < cov and n * (da + db) * 8 <= (1 << 30)
+
+
+def _hsic_u(frob, d_dot, s_a, s_b, r_dot, m):
+    """platonic-rep's unbiased HSIC from its four sums (Song et al. 2012, eq. 5)."""
+    return (frob - d_dot + s_a * s_b / ((m - 1) * (m - 2)) - 2.0 * r_dot / (m - 2)) / (m * (m - 3))
+
+
+def _cka_ratio(kl, kk, ll):
+    return kl / (torch.sqrt(kk[:, None] * ll[None, :]) + 1e-6)
+
+
+def cka_scores(layers_a: Layers, layers_b: Layers, *, unbiased: bool = False, normalize: bool = True,
+               max_workspace_bytes: int = DEFAULT_WORKSPACE, route: str = "auto") -> torch.Tensor:
+    """Linear CKA (biased or unbiased HSIC) for every layer pair.
+
+    Args:
+        layers_a: La tensors `[N, D_a]`; layers_b: Lb tensors `[N, D_b]`.
+        unbiased: platonic-rep's `unbiased_cka` (needs N >= 4) instead of `cka`.
+        route: "auto", "gram" or "covariance" (both exact; see the module docstring).
+
+    Returns:
+        `[La, Lb]` float64: HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + 1e-6).
+    """
+    if route not in ("auto", "gram", "covariance"):
+        raise ValueError(f"route must be 'auto', 'gram' or 'covariance', got {route!r}")
+    n = layers_a[0].shape[0]
+    if unbiased and n < 4:
+        raise ValueError(f"unbiased HSIC needs N >= 4 samples, got N={n}")
+    ws = int(max_workspace_bytes)
+    sa = [_LayerStats(x, normalize, ws) for x in layers_a]
+    sb = [_LayerStats(x, normalize, ws) for x in layers_b]
+    ma = None if unbiased else [s.mean for s in sa]
+    mb = None if unbiased else [s.mean for s in sb]
+    use_gram = route == "gram" or (route == "auto" and _use_gram_route(layers_a, layers_b))
+    if use_gram:
+        cross, self_a, self_b = _frob_gram(layers_a, layers_b, ma, mb, normalize, ws)
+        cross, self_a, self_b = cross.cpu(), self_a.cpu(), self_b.cpu()
+    else:
+        cross = torch.tensor([[_frob_cov(xa, xb, None if ma is None else ma[i], None if mb is None else mb[j],
+                                         normalize, ws) for j, xb in enumerate(layers_b)]
+                              for i, xa in enumerate(layers_a)], dtype=torch.float64)
+        self_a = torch.tensor([_frob_cov(x, x, None if ma is None else ma[i], None if ma is None else ma[i],
+                                         normalize, ws) for i, x in enumerate(layers_a)], dtype=torch.float64)
+        self_b = torch.tensor([_frob_cov(x, x, None if mb is None else mb[i], None if mb is None else mb[i],
+                                         normalize, ws) for i, x in enumerate(layers_b)], dtype=torch.float64)
+    if not unbiased:
+        return _cka_ratio(cross, self_a, self_b)
+    m = float(n)
+    da = torch.stack([s.diag for s in sa]).cpu()
+    db = torch.stack([s.diag for s in sb]).cpu()
+    ra = torch.stack([s.rowsum for s in sa]).cpu()
+    rb = torch.stack([s.rowsum for s in sb]).cpu()
+    ta = torch.tensor([s.total for s in sa], dtype=torch.float64)
+    tb = torch.tensor([s.total for s in sb], dtype=torch.float64)
+    kl = _hsic_u(cross, da @ db.T, ta[:, None], tb[None, :], ra @ rb.T, m)
+    kk = _hsic_u(self_a, (da * da).sum(1), ta, ta, (ra * ra).sum(1), m)
+    ll = _hsic_u(self_b, (db * db).sum(1), tb, tb, (rb * rb).sum(1), m)
+    return _cka_ratio(kl, kk, ll)
+
+
+def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = True,
+                      max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
+    """Float64 similarities `[L, N, k]` of each row with its listed neighbours,
+    <x̂_i, x̂_j> for j in idx[l, i] -- the only Gram entries CKNNA reads."""
+    L, n, k = idx.shape
+    out = torch.empty(L, n, k, dtype=torch.float64)
+    for l, x in enumerate(layers):
+        chunk = _row_chunk(k * x.shape[1], int(max_workspace_bytes), min_rows=1)
+        il = idx[l].to(x.device)
+        for s in range(0, n, chunk):
+            q = _unit64(x[s:s + chunk], normalize)
+            nb = _unit64(x[il[s:s + chunk]], normalize)  # [c, k, D]
+            out[l, s:s + chunk] = torch.einsum("cd,ckd->ck", q, nb).cpu()
+    return out
+
+
+def _cknna_terms_torch(a, va, b, vb, pairs):
+    N, k = a.shape[1], a.shape[2]
+    rows = torch.arange(N)
+    out = torch.empty(len(pairs), 4, dtype=torch.float64)
+    for p, (la, lb) in enumerate(pairs):
+        A, B, KA, KB = a[la], b[lb], va[la], vb[lb]
+        eq = A[:, :, None] == B[:, None, :]  # [N, k(A), k(B)]
+        inm = eq.any(2)
+        lij = KB.gather(1, eq.int().argmax(2)) * inm
+        kij = KA * inm
+        col = torch.zeros(N, dtype=torch.float64).index_add_(0, A.flatten(), kij.flatten())
+        back = (A[A] == rows[:, None, None]).any(2) & (B[A] == rows[:, None, None]).any(2)
+        out[p, 0] = (kij * lij * back).sum()
+        out[p, 1] = kij.sum()
+        out[p, 2] = lij.sum()
+        out[p, 3] = (col * lij.sum(1)).sum()
+    return out
+
+
+def _cknna_terms(a, va, b, vb, pairs: list[tuple[int, int]], be: str) -> torch.Tensor:
+    if be == "cpp":
+        out = torch.empty(len(pairs), 4, dtype=torch.float64)
+        cpp().cknna_terms(a.numpy(), va.contiguous().numpy(), b.numpy(), vb.contiguous().numpy(),
+                          torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2).numpy(), out.numpy())
+        return out
+    return _cknna_terms_torch(a, va, b, vb, pairs)
+
+
+def cknna_scores(layers_a: Layers, layers_b: Layers, idx_a: torch.Tensor, idx_b: torch.Tensor, *,
+                 normalize: bool = True, backend: str = "auto",
+                 max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
+    """platonic-rep's CKNNA for every layer pair, from the layers' kNN lists.
+
+    Args:
+        layers_a, layers_b: La / Lb tensors `[N, D_l]`.
+        idx_a, idx_b: their neighbour lists `[La, N, k]`, `[Lb, N, k]` (k >= 2),
+            computed with the same `normalize`.
+
+    Returns:
+        `[La, Lb]` float64: HSIC_u(M∘K, M∘L) / (sqrt(HSIC_u(M_K∘K, M_K∘K) HSIC_u(M_L∘L, M_L∘L)) + 1e-6)
+        with M = M_K ∘ M_L the row-wise product of the k-neighbour masks.
+    """
+    a, b = _check_pair_lists(idx_a, idx_b)
+    n, k = a.shape[1], a.shape[2]
+    if k < 2:
+        raise ValueError(f"cknna requires k >= 2, got k={k}")
+    if n < 4:
+        raise ValueError(f"cknna (unbiased HSIC) needs N >= 4 samples, got N={n}")
+    ws = int(max_workspace_bytes)
+    va = list_similarities(layers_a, a, normalize=normalize, max_workspace_bytes=ws)
+    vb = list_similarities(layers_b, b, normalize=normalize, max_workspace_bytes=ws)
+    be = _list_backend(backend, [idx_a, idx_b])
+    La, Lb = a.shape[0], b.shape[0]
+    m = float(n)
+
+    def hsic(t):
+        return (t[:, 0] + t[:, 1] * t[:, 2] / ((m - 1) * (m - 2)) - 2.0 * t[:, 3] / (m - 2)) / (m * (m - 3))
+
+    kl = hsic(_cknna_terms(a, va, b, vb, [(i, j) for i in range(La) for j in range(Lb)], be)).view(La, Lb)
+    kk = hsic(_cknna_terms(a, va, a, va, [(i, i) for i in range(La)], be))
+    ll = hsic(_cknna_terms(b, vb, b, vb, [(j, j) for j in range(Lb)], be))
+    return _cka_ratio(kl, kk, ll)
+
+
+# ------------------------------------------------------------------- dispatch
+def layer_lists(layers: Layers, k: int, *, normalize: bool = True, backend: str = "auto",
+                max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
+    """Neighbour lists `[L, N, k]` of `[N, D_l]` layers, one kNN search per layer.
+
+    Layers are searched one at a time on the CPU so the extra memory is one
+    layer's normalised copy, never a stacked copy of all layers.
+    """
+    kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
+    first = layers[0]
+    if first.is_cuda and len({(t.shape[1], t.dtype, t.device) for t in layers}) == 1:
+        return cosine_knn(torch.stack(list(layers)), k, **kw)[1]
+    return torch.stack([cosine_knn(t, k, **kw)[1] for t in layers])
+
+
+def all_pair_scores(metrics: Sequence[str], layers_a: Layers, layers_b: Layers, k: int = 10, *,
+                    normalize: bool = True, backend: str = "auto",
+                    max_workspace_bytes: int = DEFAULT_WORKSPACE,
+                    lists: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Score matrices `[La, Lb]` (float64, CPU) for several metrics, sharing the
+    per-layer kNN lists (searched once, only if a metric needs them).
+
+    Args:
+        metrics: names from `METRICS`.
+        layers_a, layers_b: lists of `[N, D_l]` tensors with the same N.
+        k: neighbours for the kNN metrics and CKNNA.
+        lists: precomputed `(idx_a [La, N, k], idx_b [Lb, N, k])` to reuse.
+    """
+    for m in metrics:
+        check_metric(m)
+    ws = int(max_workspace_bytes)
+    need_lists = any(m in USES_K for m in metrics)
+    if need_lists and lists is None:
+        kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=ws)
+        lists = (layer_lists(layers_a, k, **kw), layer_lists(layers_b, k, **kw))
+    out: dict[str, torch.Tensor] = {}
+    for m in metrics:
+        if m in KNN_METRICS:
+            out[m] = list_scores(m, lists[0], lists[1], backend=backend)
+        elif m == "cknna":
+            out[m] = cknna_scores(layers_a, layers_b, lists[0], lists[1], normalize=normalize,
+                                  backend=backend, max_workspace_bytes=ws)
+        else:
+            out[m] = cka_scores(layers_a, layers_b, unbiased=m == "unbiased_cka", normalize=normalize,
+                                max_workspace_bytes=ws)
+    return out
+
+
+def chance_level(metric: str, n: int, k: int) -> float:
+    """Expected score of unrelated features where a closed form exists: mutual kNN
+    k / (N - 1) (two independent uniformly random k-subsets of the N - 1 others).
+    NaN otherwise -- use the permutation null (`vtalign.probe.calibration`)."""
+    check_metric(metric)
+    if metric == "mutual_knn":
+        return k / (n - 1)
+    return math.nan
