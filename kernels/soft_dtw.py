@@ -1,0 +1,280 @@
+"""Triton soft-DTW (Cuturi & Blondel 2017): forward DP and expected-alignment backward.
+
+Parallelisation: one program per pair of the batch, sweeping anti-diagonals
+t = row + col (0-based) in order; the cells of one diagonal are independent, so
+a program walks each diagonal in chunks of BLOCK lanes (any length: a diagonal
+longer than BLOCK just takes several chunks). Diagonal t reads only diagonals
+t-1 and t-2, which earlier iterations wrote to global memory; a
+`tl.debug_barrier()` (bar.sync on the GPU: it also orders the CTA's global
+stores before later loads) separates diagonals.
+
+Storage of R is diagonal-major, so the three reads and the write of a chunk are
+contiguous (coalesced) runs; only C and E, which live row-major for the caller,
+are read with a stride of M-1 along a diagonal (each cache line is then reused
+by 32 consecutive diagonals):
+  * no band (or a band too wide to save memory): pair b's n_b x m_b cells packed
+    diagonal after diagonal, n_b*m_b slots, so R is [B, N*M];
+  * a Sakoe-Chiba band of half-width w: a band meets each anti-diagonal in at
+    most w+1 cells (the band is an interval |row*K - t*(n-1)| <= w*(min(n,m)-1)
+    with K = n+m-2 >= 2*(min(n,m)-1)), so each diagonal gets W = min(w+1, N, M)
+    slots: R is [B, (N+M-1)*W], linear in the length for a fixed band.
+The ops layer treats R as opaque and hands it back to `soft_dtw_backward`.
+
+Per-pair lengths and the band are handled in the kernel: every diagonal is
+clipped to the rows [lo, hi] that lie in the pair's block and band, and a
+neighbour outside [lo, hi] of its own diagonal reads as R = +inf (E = 0), which
+also supplies the R[i,0] = R[0,j] = +inf border; R[0,0] = 0 enters as the
+diagonal predecessor of cell (0,0). Exponentials are exp2/log2 with log2(e)/gamma
+folded into one multiplier (libdevice is unavailable in the interpreter).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
+_LOG2E = tl.constexpr(1.4426950408889634)
+_LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def _diag(t, n, m, w, W, banded):
+    """Rows [lo, hi] of pair (n, m)'s cells on anti-diagonal t that lie in the band, and
+    `base` such that the R slot of row r is base + r. All scalars int64; t may be < 0."""
+    lo = tl.maximum(t - m + 1, 0)
+    hi = tl.minimum(t, n - 1)
+    # Band |r*(m-1) - c*(n-1)| <= w*l1 with c = t - r  <=>  |r*k - t*(n-1)| <= w*l1:
+    # numerators are clamped to >= 0 so the integer divisions never see a negative.
+    l1 = tl.minimum(n, m) - 1
+    k = tl.maximum(n + m - 2, 1)
+    tn = tl.maximum(t, 0) * (n - 1)
+    band_lo = (tl.maximum(tn - w * l1, 0) + k - 1) // k
+    band_hi = tl.maximum(tn + w * l1, 0) // k
+    use_band = (w >= 0) & (l1 > 0)
+    blo = tl.where(use_band, tl.maximum(lo, band_lo), lo)
+    bhi = tl.where(use_band, tl.minimum(hi, band_hi), hi)
+    # Packed layout: diagonals of the n x m block back to back; diagonal t starts after
+    # sum_{u<t} width(u), width(u) = (u+1) - max(0, u+1-p) - max(0, u+1-q).
+    p = tl.minimum(n, m)
+    q = tl.maximum(n, m)
+    tp = tl.maximum(t - p, 0)
+    tq = tl.maximum(t - q, 0)
+    packed = (t * (t + 1) - tp * (tp + 1) - tq * (tq + 1)) // 2 - lo
+    base = tl.where(banded != 0, t * W - blo, packed)
+    return blo, bhi, base
+
+
+@triton.jit
+def _soft_dtw_fwd_kernel(
+    C, R, GAMMA, XLEN, YLEN, OUT,
+    N, M, S, w, W, banded,
+    BLOCK: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    n = tl.load(XLEN + b).to(tl.int64)
+    m = tl.load(YLEN + b).to(tl.int64)
+    gamma = tl.load(GAMMA + b)
+    inv = _LOG2E / gamma
+    g_ln2 = gamma * _LN2
+    w64 = w.to(tl.int64)
+    W64 = W.to(tl.int64)
+    c_base = C + b * N * M
+    r_base = R + b * S
+    lanes = tl.arange(0, BLOCK)
+    inf = float("inf")
+    # (lo, hi, base) of diagonals t-1 and t-2 carried across iterations: the int64
+    # divisions in _diag are the expensive scalar work of a step.
+    lo1, hi1, base1 = _diag(w64 * 0 - 1, n, m, w64, W64, banded)
+    lo2, hi2, base2 = _diag(w64 * 0 - 2, n, m, w64, W64, banded)
+    for t in range(0, n + m - 1):
+        lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        for c0 in range(0, hi - lo + 1, BLOCK):
+            r = lo + c0 + lanes
+            ok = r <= hi
+            col = t - r
+            cost = tl.load(c_base + r * M + col, mask=ok, other=0.0)
+            up_ok = ok & (r - 1 >= lo1) & (r - 1 <= hi1)
+            r_up = tl.load(r_base + base1 + r - 1, mask=up_ok, other=inf)
+            left_ok = ok & (r >= lo1) & (r <= hi1)
+            r_left = tl.load(r_base + base1 + r, mask=left_ok, other=inf)
+            diag_ok = ok & (r - 1 >= lo2) & (r - 1 <= hi2)
+            r_diag = tl.load(r_base + base2 + r - 1, mask=diag_ok, other=inf)
+            r_diag = tl.where(t == 0, 0.0, r_diag)  # R[0,0] = 0 precedes cell (0,0) only
+            mn = tl.minimum(tl.minimum(r_up, r_left), r_diag)
+            finite = mn < inf
+            # shift by the minimum: the largest term is exp2(0) = 1, so the sum is in
+            # [1, 3]; an all-inf triple keeps shift 0 and is replaced by +inf below.
+            shift = tl.where(finite, mn, 0.0)
+            tot = (tl.exp2((shift - r_up) * inv) + tl.exp2((shift - r_left) * inv)
+                   + tl.exp2((shift - r_diag) * inv))
+            tot = tl.where(finite, tot, 1.0)
+            val = tl.where(finite, cost + shift - g_ln2 * tl.log2(tot), inf)
+            tl.store(r_base + base + r, val, mask=ok)
+        tl.debug_barrier()
+        lo2, hi2, base2 = lo1, hi1, base1
+        lo1, hi1, base1 = lo, hi, base
+    # lo1/hi1/base1 now describe the last diagonal n+m-2, whose only cell is (n-1, m-1);
+    # the band always contains it, the mask only guards a malformed pair.
+    end_ok = (n - 1 >= lo1) & (n - 1 <= hi1)
+    value = tl.load(r_base + base1 + n - 1, mask=end_ok, other=inf)
+    tl.store(OUT + b, value)
+
+
+@triton.jit
+def _successor(e_ptr, c_ptr, r_ptr, ok, r_cell, inv):
+    """E[s] * exp((R[s] - C[s] - R[cell]) / gamma) for one successor s of each lane, 0 where
+    s is outside the pair's block/band or unreachable (R[s] = inf)."""
+    r_s = tl.load(r_ptr, mask=ok, other=float("inf"))
+    live = ok & (r_s < float("inf"))
+    c_s = tl.load(c_ptr, mask=live, other=0.0)
+    e_s = tl.load(e_ptr, mask=live, other=0.0)
+    # zero both R's off the live lanes: inf - inf there would compute (and discard) NaN
+    arg = (tl.where(live, r_s, 0.0) - c_s - tl.where(live, r_cell, 0.0)) * inv
+    return tl.where(live, e_s * tl.exp2(arg), 0.0)
+
+
+@triton.jit
+def _soft_dtw_bwd_kernel(
+    C, R, GAMMA, XLEN, YLEN, E,
+    N, M, S, w, W, banded,
+    BLOCK: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    n = tl.load(XLEN + b).to(tl.int64)
+    m = tl.load(YLEN + b).to(tl.int64)
+    gamma = tl.load(GAMMA + b)
+    inv = _LOG2E / gamma
+    w64 = w.to(tl.int64)
+    W64 = W.to(tl.int64)
+    c_base = C + b * N * M
+    e_base = E + b * N * M
+    r_base = R + b * S
+    lanes = tl.arange(0, BLOCK)
+    inf = float("inf")
+    tl.store(e_base + (n - 1) * M + (m - 1), 1.0)
+    tl.debug_barrier()
+    # Successor diagonals t+1 and t+2, carried as in the forward sweep. The sweep
+    # starts at t = n+m-3: its t+2 = n+m-1 lies past the block, so _diag gives an
+    # empty range there and those successors contribute 0.
+    last = n + m - 2
+    lo1, hi1, base1 = _diag(last, n, m, w64, W64, banded)
+    lo2, hi2, base2 = _diag(last + 1, n, m, w64, W64, banded)
+    for k in range(0, n + m - 2):
+        t = last - 1 - k
+        lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        for c0 in range(0, hi - lo + 1, BLOCK):
+            r = lo + c0 + lanes
+            ok = r <= hi
+            col = t - r
+            r_cell = tl.load(r_base + base + r, mask=ok, other=inf)
+            live = ok & (r_cell < inf)
+            down = (r + 1) * M + col
+            right = r * M + col + 1
+            diag = (r + 1) * M + col + 1
+            e = _successor(e_base + down, c_base + down, r_base + base1 + r + 1,
+                           live & (r + 1 >= lo1) & (r + 1 <= hi1), r_cell, inv)
+            e += _successor(e_base + right, c_base + right, r_base + base1 + r,
+                            live & (r >= lo1) & (r <= hi1), r_cell, inv)
+            e += _successor(e_base + diag, c_base + diag, r_base + base2 + r + 1,
+                            live & (r + 1 >= lo2) & (r + 1 <= hi2), r_cell, inv)
+            tl.store(e_base + r * M + col, e, mask=ok)
+        tl.debug_barrier()
+        lo2, hi2, base2 = lo1, hi1, base1
+        lo1, hi1, base1 = lo, hi, base
+
+
+# ------------------------------------------------------------------ launchers
+def soft_dtw_layout(N: int, M: int, bandwidth: int) -> tuple[int, int, bool, int]:
+    """(w, W, banded, S): the effective band (-1 = none), slots per diagonal, whether R
+    uses banded storage, and R's slots per pair for a padded [N, M] cost."""
+    w = -1 if bandwidth is None or bandwidth < 0 else int(bandwidth)
+    # |r*(m-1) - c*(n-1)| <= (n-1)*(m-1) <= w*(min(n,m)-1) for any w >= max(n,m)-1:
+    # such a band excludes nothing, and dropping it keeps w*l1 far from overflow.
+    if w >= max(N, M) - 1:
+        w = -1
+    W = min(N, M) if w < 0 else min(w + 1, N, M)
+    banded = w >= 0 and (N + M - 1) * W < N * M
+    S = (N + M - 1) * W if banded else N * M
+    return w, W, banded, S
+
+
+def soft_dtw_config(W: int, block: int | None = None) -> dict:
+    """BLOCK (lanes per diagonal chunk) and num_warps. A diagonal never holds more than W
+    cells, so BLOCK = next_pow2(W) up to 1024; longer diagonals are walked in chunks."""
+    if block is None:
+        block = min(BLOCKS[-1], max(BLOCKS[0], triton.next_power_of_2(W)))
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block}")
+    return dict(BLOCK=block, num_warps=max(1, min(8, block // 64)), num_stages=1)
+
+
+def _check(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor):
+    if C.dim() != 3 or C.dtype != torch.float32:
+        raise ValueError(f"C must be a float32 [B, N, M] tensor, got {C.dtype} {tuple(C.shape)}")
+    B, N, M = C.shape
+    if B < 1 or N < 1 or M < 1:
+        raise ValueError(f"C must be non-empty, got shape {tuple(C.shape)}")
+    for name, v in (("gamma", gamma), ("x_len", x_len), ("y_len", y_len)):
+        if v.shape != (B,):
+            raise ValueError(f"{name} must have shape [{B}], got {tuple(v.shape)}")
+    dev = C.device
+    return (C.contiguous(), gamma.to(dev, torch.float32).contiguous(),
+            x_len.to(dev, torch.int32).contiguous(), y_len.to(dev, torch.int32).contiguous())
+
+
+def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
+                     bandwidth: int = -1, *, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-DTW values of a precomputed cost.
+
+    C [B, N, M] float32, gamma [B] (> 0), x_len / y_len [B] int32 (1 <= n_b <= N,
+    1 <= m_b <= M), bandwidth = Sakoe-Chiba half-width w (-1 = no band).
+    Returns (values [B] float32, R [B, S] float32): R is the DP in the layout
+    `soft_dtw_backward` expects (see the module docstring; S from `soft_dtw_layout`).
+    `block` overrides the chunk width (tests use it to exercise chunked diagonals).
+    Inputs are not validated beyond shapes: the ops layer does that.
+    """
+    C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
+    B, N, M = C.shape
+    w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
+    R = torch.empty(B, S, device=C.device, dtype=torch.float32)
+    values = torch.empty(B, device=C.device, dtype=torch.float32)
+    cfg = soft_dtw_config(W, block)
+    _soft_dtw_fwd_kernel[(B,)](C, R, gamma, x_len, y_len, values, N, M, S, w, W, int(banded),
+                               BLOCK=cfg["BLOCK"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return values, R
+
+
+def soft_dtw_backward(C: torch.Tensor, R: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
+                      y_len: torch.Tensor, bandwidth: int = -1, *,
+                      block: int | None = None) -> torch.Tensor:
+    """Expected alignment E [B, N, M] float32 = d value_b / d C_b (Algorithm 2 of Cuturi &
+    Blondel), from the R that `soft_dtw_forward` returned for the same arguments.
+    E is 0 outside each pair's n_b x m_b block, outside the band and where R = +inf."""
+    C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
+    B, N, M = C.shape
+    w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
+    if R.shape != (B, S) or R.dtype != torch.float32:
+        raise ValueError(f"R must be the float32 [{B}, {S}] tensor soft_dtw_forward returned for "
+                         f"this C and bandwidth, got {R.dtype} {tuple(R.shape)}")
+    E = torch.zeros(B, N, M, device=C.device, dtype=torch.float32)
+    cfg = soft_dtw_config(W, block)
+    _soft_dtw_bwd_kernel[(B,)](C, R.contiguous(), gamma, x_len, y_len, E, N, M, S, w, W, int(banded),
+                               BLOCK=cfg["BLOCK"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return E
+
+
+def static_configs():
+    """Every configuration the soft-DTW launchers can pick (one per BLOCK, per kernel)."""
+    from vtalign.kernels._static import StaticConfig
+
+    types = {"C": "*fp32", "R": "*fp32", "GAMMA": "*fp32", "XLEN": "*i32", "YLEN": "*i32",
+             "OUT": "*fp32", "E": "*fp32", "N": "i32", "M": "i32", "S": "i32", "w": "i32", "W": "i32",
+             "banded": "i32"}
+    out = []
+    for block in BLOCKS:
+        cfg = soft_dtw_config(block, block)
+        for name, fn in (("soft_dtw_fwd", _soft_dtw_fwd_kernel), ("soft_dtw_bwd", _soft_dtw_bwd_kernel)):
+            out.append(StaticConfig(f"{name}[BLOCK={block}]", fn, types, dict(BLOCK=block),
+                                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
+    return out
