@@ -1,0 +1,122 @@
+"""Probe reports: heat map and scaling-curve PNGs, JSON and markdown summaries.
+
+Every file is written to a temporary name in the target folder and moved into
+place with os.replace, so an interrupted run never leaves a half-written report.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Any, Callable
+
+import torch
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> str:
+    """Call `write(tmp_path)`, then atomically move the result to `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=ext + ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: str, text: str) -> str:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    return atomic_write(path, w)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return obj
+
+
+def write_json(path: str, obj: Any) -> str:
+    return write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as e:  # pragma: no cover - matplotlib is in the dev and plot extras
+        raise RuntimeError("plots need matplotlib: pip install 'vtalign[plot]'") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def heatmap_png(path: str, scores: torch.Tensor, best: tuple[int, int], *, names_a=None, names_b=None,
+                title: str = "", label_a: str = "A layer", label_b: str = "B layer") -> str:
+    """Heat map of a `[La, Lb]` score matrix with the best pair outlined."""
+    plt = _pyplot()
+    s = scores.detach().double().cpu().numpy()
+    la, lb = s.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * lb, 1.0 + 0.5 * la), dpi=120)
+    im = ax.imshow(s, cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.05)
+    ax.set_xticks(range(lb), names_b or [str(j) for j in range(lb)])
+    ax.set_yticks(range(la), names_a or [str(i) for i in range(la)])
+    ax.set_xlabel(label_b)
+    ax.set_ylabel(label_a)
+    i, j = best
+    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", color="white", fontsize=8, weight="bold")
+    ax.set_title(title or f"best pair ({i}, {j}): {s[i, j]:.3f}", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+def scaling_png(path: str, n_frames, n_captions, scores, predict: Callable | None = None, *,
+                title: str = "") -> str:
+    """Alignment against frames, one curve per caption count, measured points and
+    (when `predict(n_frames, n_captions)` is given) the fitted law as lines."""
+    import numpy as np
+
+    plt = _pyplot()
+    f = np.asarray(n_frames, dtype=float)
+    c = np.asarray(n_captions, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
+    cmap = plt.get_cmap("viridis")
+    caps = sorted(set(c.tolist()))
+    for n, cap in enumerate(caps):
+        color = cmap(n / max(1, len(caps) - 1))
+        m = c == cap
+        order = np.argsort(f[m])
+        ax.plot(f[m][order], s[m][order], "o", color=color, label=f"{int(cap)} caption(s)")
+        if predict is not None:
+            grid = np.geomspace(f.min(), f.max() * 4, 64)
+            ax.plot(grid, predict(grid, np.full_like(grid, cap)), "-", color=color, alpha=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("frames")
+    ax.set_ylabel("alignment (best layer pair)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
