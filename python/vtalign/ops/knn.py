@@ -92,8 +92,8 @@ def _cpp_qk(q: torch.Tensor, keys: torch.Tensor, k: int, self_shift: int, worksp
 
 
 # ------------------------------------------------------------------------- torch
-def _merge_sorted(v: torch.Tensor, i: torch.Tensor, k: int):
-    """Best k of candidate lists under (value desc, index asc), exactly."""
+def merge_topk(v: torch.Tensor, i: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best k of candidate lists `[..., m]` under (value desc, index asc), exactly."""
     order = torch.argsort(i, dim=-1, stable=True)
     v, i = v.gather(-1, order), i.gather(-1, order)
     order = torch.argsort(v, dim=-1, descending=True, stable=True)
@@ -127,7 +127,7 @@ def _torch_qk(q: torch.Tensor, keys: torch.Tensor, k: int, self_shift: int, work
                     tv[tied], ti[tied] = sv[:, :kk], si[:, :kk]
                 ti = ti + j0
                 ti = ti.masked_fill(torch.isinf(tv) & (tv < 0), _WORST_INDEX)
-                mv, mi = _merge_sorted(torch.cat([rv, tv], 1), torch.cat([ri, ti], 1), k)
+                mv, mi = merge_topk(torch.cat([rv, tv], 1), torch.cat([ri, ti], 1), k)
                 rv.copy_(mv)
                 ri.copy_(mi)
     return vals, idx
