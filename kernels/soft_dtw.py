@@ -77,8 +77,8 @@ def _soft_dtw_fwd_kernel(
     gamma = tl.load(GAMMA + b)
     inv = _LOG2E / gamma
     g_ln2 = gamma * _LN2
-    w64 = w.to(tl.int64)
-    W64 = W.to(tl.int64)
+    w64 = tl.cast(w, tl.int64)  # tl.cast, not .to: an argument equal to 1 may arrive as a constexpr
+    W64 = tl.cast(W, tl.int64)
     c_base = C + b * N * M
     r_base = R + b * S
     lanes = tl.arange(0, BLOCK)
@@ -145,8 +145,8 @@ def _soft_dtw_bwd_kernel(
     m = tl.load(YLEN + b).to(tl.int64)
     gamma = tl.load(GAMMA + b)
     inv = _LOG2E / gamma
-    w64 = w.to(tl.int64)
-    W64 = W.to(tl.int64)
+    w64 = tl.cast(w, tl.int64)  # tl.cast, not .to: an argument equal to 1 may arrive as a constexpr
+    W64 = tl.cast(W, tl.int64)
     c_base = C + b * N * M
     e_base = E + b * N * M
     r_base = R + b * S
@@ -271,10 +271,20 @@ def static_configs():
     types = {"C": "*fp32", "R": "*fp32", "GAMMA": "*fp32", "XLEN": "*i32", "YLEN": "*i32",
              "OUT": "*fp32", "E": "*fp32", "N": "i32", "M": "i32", "S": "i32", "w": "i32", "W": "i32",
              "banded": "i32"}
+    kernels = (("soft_dtw_fwd", _soft_dtw_fwd_kernel), ("soft_dtw_bwd", _soft_dtw_bwd_kernel))
     out = []
     for block in BLOCKS:
         cfg = soft_dtw_config(block, block)
-        for name, fn in (("soft_dtw_fwd", _soft_dtw_fwd_kernel), ("soft_dtw_bwd", _soft_dtw_bwd_kernel)):
+        for name, fn in kernels:
             out.append(StaticConfig(f"{name}[BLOCK={block}]", fn, types, dict(BLOCK=block),
                                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
+    # The JIT turns an integer argument equal to 1 into a constexpr: compile that
+    # specialisation too (tiny shapes, e.g. M = 1 or w = 1, launch it with BLOCK = 16).
+    ones = ("N", "M", "S", "w", "W", "banded")
+    cfg = soft_dtw_config(BLOCKS[0], BLOCKS[0])
+    for name, fn in kernels:
+        out.append(StaticConfig(f"{name}[BLOCK={BLOCKS[0]},ints=1]", fn,
+                                {k: v for k, v in types.items() if k not in ones},
+                                dict(BLOCK=BLOCKS[0], **{k: 1 for k in ones}),
+                                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
     return out
