@@ -1,0 +1,285 @@
+"""contrastive_loss (DESIGN.md §3.3) on every backend against the float64 reference."""
+import importlib
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import vtalign
+from vtalign.nn import ContrastiveLoss
+from vtalign.ops._common import has_cpp
+from vtalign.reference import contrastive as ref
+
+cmod = importlib.import_module("vtalign.ops.contrastive")
+
+BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "triton"]
+
+
+def tol(backend: str, dtype: torch.dtype) -> dict:
+    """fp32 against float64: exact dots on the CPU and in the interpreter; on a GPU the
+    float32 dots are tf32x3 (about fp32 accuracy), so a slightly looser bound."""
+    if dtype == torch.float64:
+        return dict(rtol=1e-10, atol=1e-12)
+    if backend == "triton" and torch.cuda.is_available():
+        return dict(rtol=1e-4, atol=1e-5)
+    return dict(rtol=1e-5, atol=1e-6)
+
+
+def random_positives(n: int, m: int, gen, p: float = 0.3, *, cols: bool = True) -> torch.Tensor:
+    pos = torch.rand(n, m, generator=gen) < p
+    pos[torch.arange(n), torch.arange(n) % m] = True
+    if cols:
+        pos[torch.arange(m) % n, torch.arange(m)] = True
+    return pos
+
+
+def compare(backend, a, b, scale, gen_grads=True, max_workspace_bytes=cmod.DEFAULT_WORKSPACE, **kw):
+    a = a.detach().requires_grad_(True)
+    b = b.detach().requires_grad_(True)
+    s = torch.tensor(float(scale), dtype=a.dtype, requires_grad=True)
+    out = vtalign.contrastive_loss(a, b, s, backend=backend, max_workspace_bytes=max_workspace_bytes, **kw)
+    want = ref.contrastive_loss(a, b, s, **kw)
+    t = tol(backend, a.dtype)
+    assert out.dtype == (torch.float64 if a.dtype == torch.float64 else torch.float32)
+    torch.testing.assert_close(out.double(), want, **t)
+    if gen_grads:
+        w = torch.randn(out.shape, dtype=torch.float64) if out.dim() else torch.tensor(1.0, dtype=torch.float64)
+        got = torch.autograd.grad((out.double() * w).sum(), (a, b, s))
+        exp = torch.autograd.grad((want * w).sum(), (a, b, s))
+        # the chain rule through x/|x| divides fp32 rounding by |x|: scale atol by 1/min|x|
+        inv = 1.0 / float(torch.cat([a.detach().norm(dim=1), b.detach().norm(dim=1)]).min().clamp_min(1e-3))
+        tg = dict(rtol=t["rtol"], atol=t["atol"] * max(1.0, inv) * max(1.0, float(scale) / 10))
+        for g1, g2, name in zip(got, exp, "abs"):
+            torch.testing.assert_close(g1.double(), g2.double(), msg=lambda m: f"grad {name}: {m}", **tg)
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n,d", [(5, 3), (70, 40), (33, 80)])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_identity_positives(backend, n, d, symmetric, gen):
+    a, b = torch.randn(n, d, generator=gen), torch.randn(n, d, generator=gen)
+    # a tiny workspace makes the CPU path run one row per chunk
+    compare(backend, a, b, 14.3, symmetric=symmetric, max_workspace_bytes=64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_reductions(backend, reduction, gen):
+    a, b = torch.randn(20, 16, generator=gen), torch.randn(20, 16, generator=gen)
+    out = compare(backend, a, b, 7.0, reduction=reduction)
+    assert out.shape == ((20,) if reduction == "none" else ())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n,m", [(24, 24), (30, 7)])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_multi_positive(backend, n, m, symmetric, gen):
+    """Several captions per video (rectangular) and false-negative masking (square)."""
+    a, b = torch.randn(n, 20, generator=gen), torch.randn(m, 20, generator=gen)
+    pos = random_positives(n, m, gen, cols=symmetric)
+    compare(backend, a, b, 10.0, positives=pos, symmetric=symmetric, max_workspace_bytes=256)
+
+
+def test_caption_groups_match_manual_formula(gen):
+    """Ten captions per video: the row loss is −log Σ_{j∈P(i)} softmax_ij, checked by hand."""
+    videos = torch.randn(4, 8, generator=gen)
+    texts = videos.repeat_interleave(3, 0) + 0.5 * torch.randn(12, 8, generator=gen)
+    pos = torch.arange(12)[:, None] // 3 == torch.arange(4)[None, :]
+    out = vtalign.contrastive_loss(texts.double(), videos.double(), 5.0, positives=pos, symmetric=False,
+                                   reduction="none", backend="torch")
+    s = 5.0 * torch.nn.functional.normalize(texts.double(), dim=1) @ torch.nn.functional.normalize(
+        videos.double(), dim=1).T
+    manual = -torch.log((torch.softmax(s, 1) * pos).sum(1))
+    torch.testing.assert_close(out, manual)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scale_100_no_overflow(backend, gen):
+    a = torch.randn(40, 24, generator=gen)
+    b = a + 0.05 * torch.randn(40, 24, generator=gen)
+    pos = random_positives(40, 40, gen)
+    out = compare(backend, a, b, 100.0, positives=pos)
+    assert torch.isfinite(out)
+    out = compare(backend, a, -b, 100.0)  # large losses: positives are the least similar
+    assert torch.isfinite(out) and out > 100
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_clip_loss(backend, gen):
+    """The symmetric identity-positive loss is CLIP's (CE(logits) + CE(logits.T)) / 2."""
+    a, b = torch.randn(16, 12, generator=gen), torch.randn(16, 12, generator=gen)
+    logits = 20.0 * torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
+    labels = torch.arange(16)
+    clip = 0.5 * (torch.nn.functional.cross_entropy(logits, labels)
+                  + torch.nn.functional.cross_entropy(logits.T, labels))
+    torch.testing.assert_close(vtalign.contrastive_loss(a, b, 20.0, backend=backend), clip, rtol=1e-5, atol=1e-6)
+
+
+def test_triton_fp16_within_twice_torch_error(gen):
+    """Low precision rule: error <= 2x the error of the same-dtype torch computation + atol."""
+    a, b = torch.randn(40, 32, generator=gen).half(), torch.randn(40, 32, generator=gen).half()
+    pos = random_positives(40, 40, gen)
+    want = ref.contrastive_loss(a, b, 12.0, positives=pos)
+    got = vtalign.contrastive_loss(a, b, 12.0, positives=pos, backend="triton")
+    an = torch.nn.functional.normalize(a.float(), dim=1).half()
+    bn = torch.nn.functional.normalize(b.float(), dim=1).half()
+    plain = ref.infonce_from_logits((12.0 * (an @ bn.T)).double(), pos)
+    assert abs(float(got) - float(want)) <= 2 * abs(float(plain) - float(want)) + 2e-3
+    a.requires_grad_(True)
+    ga, = torch.autograd.grad(vtalign.contrastive_loss(a, b, 12.0, positives=pos, backend="triton"), a)
+    assert ga.dtype == torch.float16
+    a64 = a.detach().double().requires_grad_(True)
+    gref, = torch.autograd.grad(ref.contrastive_loss(a64, b, 12.0, positives=pos), a64)
+    torch.testing.assert_close(ga.double(), gref, rtol=0, atol=2e-3)
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    pos = random_positives(6, 6, g)
+    for p in (None, pos):
+        for sym in (True, False):
+            assert torch.autograd.gradcheck(
+                lambda a, b, s: vtalign.contrastive_loss(a, b, s, positives=p, symmetric=sym, backend="torch",
+                                                         max_workspace_bytes=100), (a, b, s))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_opcheck(backend, gen):
+    a = torch.nn.functional.normalize(torch.randn(18, 16, generator=gen), dim=1).requires_grad_(True)
+    b = torch.nn.functional.normalize(torch.randn(18, 16, generator=gen), dim=1).requires_grad_(True)
+    s = torch.tensor(5.0, requires_grad=True)
+    pos = random_positives(18, 18, gen)
+    torch.library.opcheck(cmod._infonce_op, (a, b, s, None, 0, True, True, backend, 1 << 20, "ieee"))
+    torch.library.opcheck(cmod._infonce_op, (a, b[:11], s, pos[:, :11], 0, True, False, backend, 256, "ieee"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_distributed_building_block(backend, gen):
+    """A shard's rows against the full batch (offset diagonal) equal the slice of the full problem."""
+    a = torch.nn.functional.normalize(torch.randn(20, 16, generator=gen), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(20, 16, generator=gen), dim=1)
+    s = torch.tensor(9.0)
+    full_r, full_c = cmod.infonce_parts(a, b, s, None, backend=backend)
+    rows, _ = cmod.infonce_parts(a[5:12], b, s, None, offset=5, cols=False, backend=backend)
+    _, cols = cmod.infonce_parts(a, b[5:12], s, None, offset=-5, rows=False, backend=backend)
+    torch.testing.assert_close(rows, full_r[5:12])
+    torch.testing.assert_close(cols, full_c[5:12])
+
+
+@given(n=st.integers(1, 40), m=st.integers(1, 12), d=st.integers(1, 20), sym=st.booleans(),
+       density=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1), scale=st.floats(0.5, 100.0),
+       workspace=st.integers(1, 4096))
+def test_hypothesis_torch(n, m, d, sym, density, seed, scale, workspace):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(n, d, generator=g), torch.randn(m, d, generator=g)
+    pos = random_positives(n, m, g, density, cols=sym)
+    compare("torch", a, b, scale, positives=pos, symmetric=sym, max_workspace_bytes=workspace)
+
+
+@given(n=st.integers(1, 70), d=st.integers(1, 40), masked=st.booleans(), sym=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_hypothesis_triton(n, d, masked, sym, seed):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    pos = random_positives(n, n, g, 0.2, cols=sym) if masked else None
+    compare("triton", a, b, 30.0, positives=pos, symmetric=sym)
+
+
+# ----------------------------------------------------------------------------- bad input
+def _ok(gen):
+    return torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), torch.tensor(-2.0),
+                                   torch.tensor(float("nan"))])
+def test_bad_logit_scale(scale, gen):
+    a, b = _ok(gen)
+    with pytest.raises(ValueError, match="logit_scale"):
+        vtalign.contrastive_loss(a, b, scale)
+
+
+def test_bad_logit_scale_type(gen):
+    a, b = _ok(gen)
+    with pytest.raises(TypeError, match="logit_scale"):
+        vtalign.contrastive_loss(a, b, "10")
+    with pytest.raises(ValueError, match="logit_scale"):
+        vtalign.contrastive_loss(a, b, torch.tensor([10.0]))
+    with pytest.raises(TypeError, match="logit_scale"):
+        vtalign.contrastive_loss(a, b, True)
+
+
+def test_bad_shapes(gen):
+    a, b = _ok(gen)
+    with pytest.raises(ValueError, match="feature size"):
+        vtalign.contrastive_loss(a, torch.randn(6, 5), 10.0)
+    with pytest.raises(ValueError, match="a must be 2-D"):
+        vtalign.contrastive_loss(a[None], b, 10.0)
+    with pytest.raises(ValueError, match="positives is required"):
+        vtalign.contrastive_loss(a, b[:4], 10.0)
+    with pytest.raises(ValueError, match="positives must have shape"):
+        vtalign.contrastive_loss(a, b, 10.0, positives=torch.eye(5, dtype=torch.bool))
+    with pytest.raises(TypeError, match="positives must have dtype"):
+        vtalign.contrastive_loss(a, b, 10.0, positives=torch.eye(6))
+    with pytest.raises(TypeError, match="a must have a floating"):
+        vtalign.contrastive_loss(a.long(), b, 10.0)
+    with pytest.raises(ValueError, match="reduction"):
+        vtalign.contrastive_loss(a, b, 10.0, reduction="avg")
+    with pytest.raises(ValueError, match="reduction='none'"):
+        vtalign.contrastive_loss(a, b[:4], 10.0, positives=torch.ones(6, 4, dtype=torch.bool), reduction="none")
+    with pytest.raises(ValueError, match="empty"):
+        vtalign.contrastive_loss(a[:0], b[:0], 10.0)
+
+
+def test_row_without_positive(gen):
+    a, b = _ok(gen)
+    pos = torch.eye(6, dtype=torch.bool)
+    pos[3, 3] = False
+    with pytest.raises(ValueError, match="row 3 has no positive"):
+        vtalign.contrastive_loss(a, b, 10.0, positives=pos, backend="triton")
+    pos = torch.zeros(6, 6, dtype=torch.bool)
+    pos[:, 0] = True
+    with pytest.raises(ValueError, match="column 1 has no positive"):
+        vtalign.contrastive_loss(a, b, 10.0, positives=pos)
+    # a column without positives is fine when only rows are scored
+    out = vtalign.contrastive_loss(a, b, 10.0, positives=pos, symmetric=False, backend="torch")
+    torch.testing.assert_close(out.double(), ref.contrastive_loss(a, b, 10.0, positives=pos, symmetric=False))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_inputs(bad, gen):
+    a, b = _ok(gen)
+    b[2, 1] = bad
+    with pytest.raises(ValueError, match="b contains (NaN|Inf) values .*row 2"):
+        vtalign.contrastive_loss(a, b, 10.0, backend="triton")
+
+
+def test_triton_refuses_float64(gen):
+    a, b = _ok(gen)
+    with pytest.raises(TypeError, match="float64"):
+        vtalign.contrastive_loss(a.double(), b.double(), 10.0, backend="triton")
+
+
+# ----------------------------------------------------------------------------- nn module
+def test_module_scale_init_clamp_and_grad(gen):
+    a, b = torch.randn(12, 8, generator=gen), torch.randn(12, 8, generator=gen)
+    mod = ContrastiveLoss(backend="torch")
+    assert math.isclose(float(mod.logit_scale.detach()), math.log(1 / 0.07), rel_tol=1e-6)
+    loss = mod(a, b)
+    torch.testing.assert_close(loss.double(), ref.contrastive_loss(a, b, 1 / 0.07), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    s = torch.tensor(1 / 0.07, dtype=torch.float64, requires_grad=True)
+    ref.contrastive_loss(a, b, s).backward()
+    # d/d(log s) = s · d/ds
+    torch.testing.assert_close(mod.logit_scale.grad.double(), s.grad * s.detach(), rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        mod.logit_scale.fill_(7.0)
+    assert math.isclose(float(mod.scale()), 100.0, rel_tol=1e-6)
+    mod.zero_grad()
+    mod(a, b).backward()
+    assert float(mod.logit_scale.grad) == 0.0  # past the cap the scale is held at 100
