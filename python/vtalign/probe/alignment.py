@@ -13,11 +13,61 @@ import torch
 
 from vtalign.ops._common import check_finite, check_tensor
 from vtalign.ops.knn import DEFAULT_WORKSPACE
-from vtalign.probe.metrics import METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_lists
+from vtalign.probe.features import FeatureFile
+from vtalign.probe.metrics import (METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_count,
+                                   layer_lists)
 from vtalign.probe.outliers import MODES as OUTLIER_MODES
 from vtalign.probe.outliers import outlier_threshold
 
-Features = Union[torch.Tensor, Sequence[torch.Tensor]]
+Features = Union[torch.Tensor, Sequence[torch.Tensor], FeatureFile]
+
+
+class StreamedLayers(Sequence):
+    """The layers of a `FeatureFile`, read from disk one at a time when indexed
+    (optionally clamped, optionally with the concatenated layer last), so the
+    probe holds one or two layers of a large feature set, never all of them."""
+
+    def __init__(self, ff: FeatureFile, thresholds: list[float] | None = None, concat: bool = False):
+        self.ff = ff
+        self.thresholds = thresholds
+        self.concat = concat and len(ff) > 1
+        self.n = ff.n
+        self.dims = list(ff.dims) + ([sum(ff.dims)] if self.concat else [])
+
+    def __len__(self) -> int:
+        return len(self.dims)
+
+    def _read(self, i: int) -> torch.Tensor:
+        x = self.ff.layer(i)
+        if self.thresholds is not None:
+            t = self.thresholds[i]
+            x = x.clamp(-t, t)
+        return x
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"layer {i} out of range for {len(self)} layers")
+        i %= len(self)
+        if self.concat and i == len(self.ff):
+            return torch.cat([self._read(j) for j in range(len(self.ff))], dim=1)
+        return self._read(i)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+def _streamed_thresholds(ff: FeatureFile, exact: bool, q: float) -> list[float]:
+    """Clamp thresholds of a file: one shared by all layers when it is stacked
+    `[N, L, D]` (platonic-rep's tensor rule), one per layer otherwise."""
+    if not ff.stacked:
+        return [outlier_threshold(ff.layer(i), q, exact=exact) for i in range(len(ff))]
+    # The shared threshold needs every layer of each sample; the exact rule also
+    # needs a global order statistic, so the whole array is read for it.
+    t = outlier_threshold(ff.load(), q, exact=exact)
+    return [t] * len(ff)
 
 
 def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[torch.Tensor]:
@@ -27,6 +77,9 @@ def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[t
     With `concat`, the layers concatenated along features (platonic-rep's layer
     index -1, taken before any normalisation) are appended as an extra layer.
     """
+    if isinstance(feats, FeatureFile):
+        feats.validate()  # one streaming pass: bad values fail before any computation
+        return StreamedLayers(feats, concat=concat)
     if isinstance(feats, torch.Tensor):
         check_tensor(name, feats, ndims=(2, 3))
         layers = [feats] if feats.dim() == 2 else list(feats.unbind(1))
@@ -63,6 +116,10 @@ def prepare_layers(name: str, feats: Features, *, concat: bool = False, outliers
     tensor, one per layer for a list (`vtalign.probe.outliers`)."""
     if outliers not in OUTLIER_MODES:
         raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
+    if isinstance(feats, FeatureFile):
+        feats.validate()
+        th = None if outliers is None else _streamed_thresholds(feats, outliers == "exact", q)
+        return StreamedLayers(feats, th, concat=concat)
     layers = as_layer_list(name, feats)
     if outliers is not None:
         exact = outliers == "exact"
@@ -151,10 +208,9 @@ def layerwise_alignments(feats_a: Features, feats_b: Features, metrics: Sequence
         check_metric(m)
     la = prepare_layers("feats_a", feats_a, concat=concat, outliers=outliers)
     lb = prepare_layers("feats_b", feats_b, concat=concat, outliers=outliers)
-    n = la[0].shape[0]
-    if lb[0].shape[0] != n:
-        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and "
-                         f"{lb[0].shape[0]}")
+    n, nb = layer_count(la)[0], layer_count(lb)[0]
+    if nb != n:
+        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and {nb}")
     _check_k(k, n, metrics)
     if n < 4 and any(m in ("unbiased_cka", "cknna") for m in metrics):
         raise ValueError(f"unbiased_cka and cknna need N >= 4 samples, got N={n}")
@@ -170,7 +226,9 @@ def layerwise_alignment(feats_a: Features, feats_b: Features, metric: str = "mut
 
     Args:
         feats_a, feats_b: `[N, L, D]` tensors (platonic-rep layout), `[N, D]`
-            tensors (one layer) or lists of per-layer `[N, D_l]` tensors; same N.
+            tensors (one layer), lists of per-layer `[N, D_l]` tensors, or a
+            `FeatureFile` from `vtalign.probe.features.open_features`, streamed
+            from disk one layer at a time; same N.
         metric: one of "mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn",
             "cka", "unbiased_cka", "cknna" (platonic-rep's `AlignmentMetrics`).
         k: neighbours per sample (1 <= k <= N-1; >= 2 for cknna); unused by cka.

@@ -26,7 +26,7 @@ import torch
 
 from vtalign.ops.knn import DEFAULT_WORKSPACE
 from vtalign.probe.alignment import Features, _check_k, _names, layer_knn, prepare_layers
-from vtalign.probe.metrics import KNN_METRICS, chance_level, list_scores
+from vtalign.probe.metrics import KNN_METRICS, chance_level, layer_count, list_scores
 
 _BOOT_CHUNK = 64
 
@@ -236,10 +236,9 @@ def calibrate(feats_a: Features, feats_b: Features, metric: str = "mutual_knn", 
     _check_knn_metric(metric)
     la = prepare_layers("feats_a", feats_a, concat=concat, outliers=outliers)
     lb = prepare_layers("feats_b", feats_b, concat=concat, outliers=outliers)
-    n = la[0].shape[0]
-    if lb[0].shape[0] != n:
-        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and "
-                         f"{lb[0].shape[0]}")
+    n, nb = layer_count(la)[0], layer_count(lb)[0]
+    if nb != n:
+        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and {nb}")
     _check_k(k, n, [metric])
     kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
     return calibrate_lists(layer_knn(la, k, **kw), layer_knn(lb, k, **kw), metric,

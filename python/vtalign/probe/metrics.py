@@ -41,6 +41,14 @@ _KIND = {"cycle_knn": 0, "lcs_knn": 1, "edit_distance_knn": 2}
 Layers = Sequence[torch.Tensor]
 
 
+def layer_count(layers: Layers) -> tuple[int, list[int]]:
+    """(N, [D_l]) of a layer sequence without reading a streamed one
+    (`vtalign.probe.features.FeatureFile` and the probe's wrappers carry `.n` / `.dims`)."""
+    if hasattr(layers, "dims"):
+        return int(layers.n), [int(d) for d in layers.dims]
+    return int(layers[0].shape[0]), [int(x.shape[1]) for x in layers]
+
+
 def check_metric(metric: str) -> None:
     if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -200,9 +208,6 @@ def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, worksp
     """<K_a, L_b> for all pairs and <K, K> for every layer by row blocks of the Grams
     (K = X Xᵀ, or the centred X̃ X̃ᵀ when means are given): each block of each layer's
     Gram is built once and one GEMM contracts all La x Lb pairs."""
-    n = la[0].shape[0]
-    dev = la[0].device
-
     def prep(layers, means):
         out = []
         for i, x in enumerate(layers):
@@ -211,6 +216,7 @@ def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, worksp
         return out
 
     xa, xb = prep(la, means_a), prep(lb, means_b)
+    n, dev = xa[0].shape[0], xa[0].device
     per_row = (len(la) + len(lb)) * n * 8
     chunk = max(1, min(n, workspace // max(1, per_row)))
     cross = torch.zeros(len(la), len(lb), dtype=torch.float64, device=dev)
@@ -226,11 +232,11 @@ def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, worksp
 
 
 def _use_gram_route(la: Layers, lb: Layers) -> bool:
-    n = la[0].shape[0]
-    da = sum(x.shape[1] for x in la)
-    db = sum(x.shape[1] for x in lb)
+    n, dims_a = layer_count(la)
+    _, dims_b = layer_count(lb)
+    da, db = sum(dims_a), sum(dims_b)
     gram = n * n * (da + db + len(la) * len(lb))
-    cov = n * (da * db + sum(x.shape[1] ** 2 for x in la) + sum(x.shape[1] ** 2 for x in lb))
+    cov = n * (da * db + sum(d * d for d in dims_a) + sum(d * d for d in dims_b))
     # The Gram route also holds float64 copies of every layer; keep it to sizes
     # where that is small next to the features themselves.
     return gram < cov and n * (da + db) * 8 <= (1 << 30)
@@ -259,7 +265,7 @@ def cka_scores(layers_a: Layers, layers_b: Layers, *, unbiased: bool = False, no
     """
     if route not in ("auto", "gram", "covariance"):
         raise ValueError(f"route must be 'auto', 'gram' or 'covariance', got {route!r}")
-    n = layers_a[0].shape[0]
+    n = layer_count(layers_a)[0]
     if unbiased and n < 4:
         raise ValueError(f"unbiased HSIC needs N >= 4 samples, got N={n}")
     ws = int(max_workspace_bytes)
@@ -383,8 +389,8 @@ def layer_lists(layers: Layers, k: int, *, normalize: bool = True, backend: str 
     layer's normalised copy, never a stacked copy of all layers.
     """
     kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
-    first = layers[0]
-    if first.is_cuda and len({(t.shape[1], t.dtype, t.device) for t in layers}) == 1:
+    in_memory = isinstance(layers, (list, tuple))
+    if in_memory and layers[0].is_cuda and len({(t.shape[1], t.dtype, t.device) for t in layers}) == 1:
         return cosine_knn(torch.stack(list(layers)), k, **kw)[1]
     return torch.stack([cosine_knn(t, k, **kw)[1] for t in layers])
 
