@@ -72,8 +72,10 @@ def _soft_dtw_fwd_kernel(
     BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
-    n = tl.load(XLEN + b).to(tl.int64)
-    m = tl.load(YLEN + b).to(tl.int64)
+    # Clamped so that a malformed length (the ops layer rejects them) can never reach
+    # memory outside the pair's slice; n = 0 or m = 0 gives empty loops.
+    n = tl.minimum(tl.maximum(tl.load(XLEN + b).to(tl.int64), 0), N)
+    m = tl.minimum(tl.maximum(tl.load(YLEN + b).to(tl.int64), 0), M)
     gamma = tl.load(GAMMA + b)
     inv = _LOG2E / gamma
     g_ln2 = gamma * _LN2
@@ -141,8 +143,10 @@ def _soft_dtw_bwd_kernel(
     BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
-    n = tl.load(XLEN + b).to(tl.int64)
-    m = tl.load(YLEN + b).to(tl.int64)
+    # Clamped so that a malformed length (the ops layer rejects them) can never reach
+    # memory outside the pair's slice; n = 0 or m = 0 gives empty loops.
+    n = tl.minimum(tl.maximum(tl.load(XLEN + b).to(tl.int64), 0), N)
+    m = tl.minimum(tl.maximum(tl.load(YLEN + b).to(tl.int64), 0), M)
     gamma = tl.load(GAMMA + b)
     inv = _LOG2E / gamma
     w64 = tl.cast(w, tl.int64)  # tl.cast, not .to: an argument equal to 1 may arrive as a constexpr
@@ -152,7 +156,7 @@ def _soft_dtw_bwd_kernel(
     r_base = R + b * S
     lanes = tl.arange(0, BLOCK)
     inf = float("inf")
-    tl.store(e_base + (n - 1) * M + (m - 1), 1.0)
+    tl.store(e_base + (n - 1) * M + (m - 1), 1.0, mask=(n > 0) & (m > 0))
     tl.debug_barrier()
     # Successor diagonals t+1 and t+2, carried as in the forward sweep. The sweep
     # starts at t = n+m-3: its t+2 = n+m-1 lies past the block, so _diag gives an

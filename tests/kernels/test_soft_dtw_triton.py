@@ -180,6 +180,16 @@ def test_alignment_is_a_visit_probability(gen):
     assert (E >= 0).all() and (E <= 1 + 1e-5).all()
 
 
+def test_out_of_range_lengths_are_clamped_inside_the_pair(gen):
+    # the ops layer rejects such lengths; the kernel still never touches another pair's slice
+    C = cost(gen, 3, 5, 4)
+    v, _, E = run_triton(C, 0.5, [0, 5 + 3, 5], [4, 4, 4 + 9])
+    rv, rE = run_reference(C, 0.5)
+    assert torch.isinf(v[0]) and (E[0] == 0).all()
+    torch.testing.assert_close(v[1:].double(), rv[1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(E[1:].double(), rE[1:], rtol=1e-5, atol=1e-5)
+
+
 def test_backward_rejects_r_of_another_layout(gen):
     C = cost(gen, 1, 9, 9)
     g, xl, yl = _as_batch(1, 9, 9, 0.5, None, None)
