@@ -164,7 +164,8 @@ def _row_chunk(n_cols: int, workspace: int, min_rows: int = 64) -> int:
 
 
 class _LayerStats:
-    """Per-layer O(N·D) statistics: column mean, diag(K) = ||x_i||², row sums of K̃."""
+    """Per-layer O(N·D) statistics of K = X Xᵀ: diag(K) = ||x_i||² and the row
+    sums K1 = X (Xᵀ1), read in row chunks (one layer in memory at a time)."""
 
     def __init__(self, x: torch.Tensor, normalize: bool, workspace: int):
         n, d = x.shape
@@ -178,16 +179,13 @@ class _LayerStats:
         rows = torch.empty(n, dtype=torch.float64, device=x.device)
         for s in range(0, n, chunk):
             rows[s:s + chunk] = _unit64(x[s:s + chunk], normalize) @ colsum
-        self.mean = colsum / n
-        self.diag = diag
-        self.rowsum = rows - diag  # row sums of K with its diagonal zeroed
-        self.total = float(self.rowsum.sum())
+        self.diag = diag.cpu()
+        self.rows = rows.cpu()
 
 
-def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, mean_a, mean_b, normalize: bool,
-              workspace: int) -> float:
-    """||Aᵀ B||² (or ||Ãᵀ B̃||² with the column means given) by row-chunked D_a x D_b
-    accumulators; B's columns are blocked so the accumulator stays within `workspace`."""
+def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, normalize: bool, workspace: int) -> float:
+    """<X_a X_aᵀ, X_b X_bᵀ> = ||X_aᵀ X_b||² by row-chunked D_a x D_b accumulators;
+    X_b's columns are blocked so the accumulator stays within `workspace`."""
     n, da = xa.shape
     db = xb.shape[1]
     width = max(1, min(db, workspace // (2 * 8 * da)))
@@ -197,53 +195,102 @@ def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, mean_a, mean_b, normalize: boo
         acc = torch.zeros(da, min(width, db - c0), dtype=torch.float64, device=xa.device)
         for s in range(0, n, chunk):
             acc += _unit64(xa[s:s + chunk], normalize).T @ _unit64(xb[s:s + chunk], normalize)[:, c0:c0 + width]
-        if mean_a is not None:
-            # ÃᵀB̃ = AᵀB - N μ_a μ_bᵀ: centring after the sum keeps the pass single.
-            acc -= n * torch.outer(mean_a, mean_b[c0:c0 + width])
         total += float((acc * acc).sum())
     return total
 
 
-def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, workspace: int):
-    """<K_a, L_b> for all pairs and <K, K> for every layer by row blocks of the Grams
-    (K = X Xᵀ, or the centred X̃ X̃ᵀ when means are given): each block of each layer's
-    Gram is built once and one GEMM contracts all La x Lb pairs."""
-    def prep(layers, means):
-        out = []
-        for i, x in enumerate(layers):
-            u = _unit64(x, normalize)
-            out.append(u - means[i] if means is not None else u)
-        return out
+def _frob_gram(la: Layers, lb: Layers, normalize: bool, workspace: int):
+    """<K_a, L_b> for all pairs and <K, K> per layer from row blocks of the Grams.
 
-    xa, xb = prep(la, means_a), prep(lb, means_b)
+    Each block of each layer's Gram is built once and one GEMM contracts all
+    La x Lb pairs. Grams are symmetric, so a row block only needs the columns
+    from its own start on: the strictly-upper part is scaled by sqrt(2) on both
+    sides so its products count twice, halving the Gram GEMMs."""
+    xa = [_unit64(x, normalize) for x in la]
+    xb = [_unit64(x, normalize) for x in lb]
     n, dev = xa[0].shape[0], xa[0].device
-    per_row = (len(la) + len(lb)) * n * 8
+    per_row = (len(xa) + len(xb)) * n * 8
     chunk = max(1, min(n, workspace // max(1, per_row)))
-    cross = torch.zeros(len(la), len(lb), dtype=torch.float64, device=dev)
-    self_a = torch.zeros(len(la), dtype=torch.float64, device=dev)
-    self_b = torch.zeros(len(lb), dtype=torch.float64, device=dev)
+    cross = torch.zeros(len(xa), len(xb), dtype=torch.float64, device=dev)
+    self_a = torch.zeros(len(xa), dtype=torch.float64, device=dev)
+    self_b = torch.zeros(len(xb), dtype=torch.float64, device=dev)
+    root2 = 2.0 ** 0.5
     for s in range(0, n, chunk):
-        ga = torch.stack([x[s:s + chunk] @ x.T for x in xa]).flatten(1)
-        gb = torch.stack([x[s:s + chunk] @ x.T for x in xb]).flatten(1)
+        e = min(n, s + chunk)
+        # weight of K[i, j] (i = s + row, j = s + col): 0 below the diagonal (its
+        # mirror is counted), 1 on it, sqrt(2) above it
+        off = torch.arange(n - s, device=dev)[None, :] - torch.arange(e - s, device=dev)[:, None]
+        w = (off > 0).to(torch.float64) * root2 + (off == 0).to(torch.float64)
+        ga = torch.stack([(x[s:e] @ x[s:].T) * w for x in xa]).flatten(1)
+        gb = torch.stack([(x[s:e] @ x[s:].T) * w for x in xb]).flatten(1)
         cross += ga @ gb.T
         self_a += (ga * ga).sum(1)
         self_b += (gb * gb).sum(1)
-    return cross, self_a, self_b
+    return cross.cpu(), self_a.cpu(), self_b.cpu()
 
 
 def _use_gram_route(la: Layers, lb: Layers) -> bool:
     n, dims_a = layer_count(la)
     _, dims_b = layer_count(lb)
     da, db = sum(dims_a), sum(dims_b)
-    gram = n * n * (da + db + len(la) * len(lb))
+    gram = n * n * (da + db + len(la) * len(lb)) // 2
     cov = n * (da * db + sum(d * d for d in dims_a) + sum(d * d for d in dims_b))
     # The Gram route also holds float64 copies of every layer; keep it to sizes
     # where that is small next to the features themselves.
     return gram < cov and n * (da + db) * 8 <= (1 << 30)
 
 
+class GramTerms:
+    """Everything linear CKA (biased and unbiased) needs, from one pass:
+    cross[a, b] = <K_a, L_b>, self_a / self_b = <K, K>, and per layer diag(K)
+    `[L, N]` and row sums K1 `[L, N]` (float64, CPU)."""
+
+    def __init__(self, layers_a: Layers, layers_b: Layers, *, normalize: bool = True,
+                 max_workspace_bytes: int = DEFAULT_WORKSPACE, route: str = "auto"):
+        if route not in ("auto", "gram", "covariance"):
+            raise ValueError(f"route must be 'auto', 'gram' or 'covariance', got {route!r}")
+        ws = int(max_workspace_bytes)
+        self.n = layer_count(layers_a)[0]
+        sa = [_LayerStats(x, normalize, ws) for x in layers_a]
+        sb = [_LayerStats(x, normalize, ws) for x in layers_b]
+        self.route = route if route != "auto" else ("gram" if _use_gram_route(layers_a, layers_b) else "covariance")
+        if self.route == "gram":
+            self.cross, self.self_a, self.self_b = _frob_gram(layers_a, layers_b, normalize, ws)
+        else:
+            self.cross = torch.tensor([[_frob_cov(xa, xb, normalize, ws) for xb in layers_b]
+                                       for xa in layers_a], dtype=torch.float64).reshape(len(sa), len(sb))
+            self.self_a = torch.tensor([_frob_cov(x, x, normalize, ws) for x in layers_a], dtype=torch.float64)
+            self.self_b = torch.tensor([_frob_cov(x, x, normalize, ws) for x in layers_b], dtype=torch.float64)
+        self.diag_a = torch.stack([s.diag for s in sa])
+        self.diag_b = torch.stack([s.diag for s in sb])
+        self.rows_a = torch.stack([s.rows for s in sa])
+        self.rows_b = torch.stack([s.rows for s in sb])
+
+    def cka(self, unbiased: bool = False) -> torch.Tensor:
+        """`[La, Lb]` HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + 1e-6)."""
+        m = float(self.n)
+        ra, rb = self.rows_a, self.rows_b
+        sa, sb = ra.sum(1), rb.sum(1)
+        if not unbiased:
+            # trace(KHLH) = <K, L> - (2/n) (K1)·(L1) + (1ᵀK1)(1ᵀL1) / n², H = I - 11ᵀ/n
+            kl = self.cross - 2.0 / m * (ra @ rb.T) + sa[:, None] * sb[None, :] / m ** 2
+            kk = self.self_a - 2.0 / m * (ra * ra).sum(1) + sa * sa / m ** 2
+            ll = self.self_b - 2.0 / m * (rb * rb).sum(1) + sb * sb / m ** 2
+            return _cka_ratio(kl, kk, ll)
+        if self.n < 4:
+            raise ValueError(f"unbiased HSIC needs N >= 4 samples, got N={self.n}")
+        da, db = self.diag_a, self.diag_b
+        ta, tb = ra - da, rb - db  # row sums of K̃ (diagonal zeroed)
+        za, zb = ta.sum(1), tb.sum(1)
+        kl = _hsic_u(self.cross, da @ db.T, za[:, None], zb[None, :], ta @ tb.T, m)
+        kk = _hsic_u(self.self_a, (da * da).sum(1), za, za, (ta * ta).sum(1), m)
+        ll = _hsic_u(self.self_b, (db * db).sum(1), zb, zb, (tb * tb).sum(1), m)
+        return _cka_ratio(kl, kk, ll)
+
+
 def _hsic_u(frob, d_dot, s_a, s_b, r_dot, m):
-    """platonic-rep's unbiased HSIC from its four sums (Song et al. 2012, eq. 5)."""
+    """platonic-rep's unbiased HSIC from its four sums (Song et al. 2012, eq. 5):
+    frob - d_dot = Σ K̃∘L̃, s = 1ᵀK̃1, r_dot = (K̃1)·(L̃1) = 1ᵀK̃L̃1."""
     return (frob - d_dot + s_a * s_b / ((m - 1) * (m - 2)) - 2.0 * r_dot / (m - 2)) / (m * (m - 3))
 
 
@@ -265,39 +312,10 @@ def cka_scores(layers_a: Layers, layers_b: Layers, *, unbiased: bool = False, no
     """
     if route not in ("auto", "gram", "covariance"):
         raise ValueError(f"route must be 'auto', 'gram' or 'covariance', got {route!r}")
-    n = layer_count(layers_a)[0]
-    if unbiased and n < 4:
-        raise ValueError(f"unbiased HSIC needs N >= 4 samples, got N={n}")
-    ws = int(max_workspace_bytes)
-    sa = [_LayerStats(x, normalize, ws) for x in layers_a]
-    sb = [_LayerStats(x, normalize, ws) for x in layers_b]
-    ma = None if unbiased else [s.mean for s in sa]
-    mb = None if unbiased else [s.mean for s in sb]
-    use_gram = route == "gram" or (route == "auto" and _use_gram_route(layers_a, layers_b))
-    if use_gram:
-        cross, self_a, self_b = _frob_gram(layers_a, layers_b, ma, mb, normalize, ws)
-        cross, self_a, self_b = cross.cpu(), self_a.cpu(), self_b.cpu()
-    else:
-        cross = torch.tensor([[_frob_cov(xa, xb, None if ma is None else ma[i], None if mb is None else mb[j],
-                                         normalize, ws) for j, xb in enumerate(layers_b)]
-                              for i, xa in enumerate(layers_a)], dtype=torch.float64)
-        self_a = torch.tensor([_frob_cov(x, x, None if ma is None else ma[i], None if ma is None else ma[i],
-                                         normalize, ws) for i, x in enumerate(layers_a)], dtype=torch.float64)
-        self_b = torch.tensor([_frob_cov(x, x, None if mb is None else mb[i], None if mb is None else mb[i],
-                                         normalize, ws) for i, x in enumerate(layers_b)], dtype=torch.float64)
-    if not unbiased:
-        return _cka_ratio(cross, self_a, self_b)
-    m = float(n)
-    da = torch.stack([s.diag for s in sa]).cpu()
-    db = torch.stack([s.diag for s in sb]).cpu()
-    ra = torch.stack([s.rowsum for s in sa]).cpu()
-    rb = torch.stack([s.rowsum for s in sb]).cpu()
-    ta = torch.tensor([s.total for s in sa], dtype=torch.float64)
-    tb = torch.tensor([s.total for s in sb], dtype=torch.float64)
-    kl = _hsic_u(cross, da @ db.T, ta[:, None], tb[None, :], ra @ rb.T, m)
-    kk = _hsic_u(self_a, (da * da).sum(1), ta, ta, (ra * ra).sum(1), m)
-    ll = _hsic_u(self_b, (db * db).sum(1), tb, tb, (rb * rb).sum(1), m)
-    return _cka_ratio(kl, kk, ll)
+    if unbiased and layer_count(layers_a)[0] < 4:
+        raise ValueError(f"unbiased HSIC needs N >= 4 samples, got N={layer_count(layers_a)[0]}")
+    return GramTerms(layers_a, layers_b, normalize=normalize, max_workspace_bytes=max_workspace_bytes,
+                     route=route).cka(unbiased)
 
 
 def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = True,
@@ -309,10 +327,14 @@ def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = Tr
     for l, x in enumerate(layers):
         chunk = _row_chunk(k * x.shape[1], int(max_workspace_bytes), min_rows=1)
         il = idx[l].to(x.device)
+        # Dividing the dot by both norms equals the dot of normalised rows, and
+        # saves normalising every gathered [chunk, k, D] block.
+        inv = 1.0 / torch.linalg.vector_norm(x.to(torch.float64), dim=1).clamp_min(1e-12) if normalize else None
         for s in range(0, n, chunk):
-            q = _unit64(x[s:s + chunk], normalize)
-            nb = _unit64(x[il[s:s + chunk]], normalize)  # [c, k, D]
-            out[l, s:s + chunk] = torch.einsum("cd,ckd->ck", q, nb).cpu()
+            dots = torch.einsum("cd,ckd->ck", x[s:s + chunk].to(torch.float64), x[il[s:s + chunk]].to(torch.float64))
+            if normalize:
+                dots = dots * inv[s:s + chunk, None] * inv[il[s:s + chunk]]
+            out[l, s:s + chunk] = dots.cpu()
     return out
 
 
@@ -416,6 +438,7 @@ def all_pair_scores(metrics: Sequence[str], layers_a: Layers, layers_b: Layers, 
         kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=ws)
         lists = (layer_lists(layers_a, k, **kw), layer_lists(layers_b, k, **kw))
     out: dict[str, torch.Tensor] = {}
+    terms = None
     for m in metrics:
         if m in KNN_METRICS:
             out[m] = list_scores(m, lists[0], lists[1], backend=backend)
@@ -423,8 +446,9 @@ def all_pair_scores(metrics: Sequence[str], layers_a: Layers, layers_b: Layers, 
             out[m] = cknna_scores(layers_a, layers_b, lists[0], lists[1], normalize=normalize,
                                   backend=backend, max_workspace_bytes=ws)
         else:
-            out[m] = cka_scores(layers_a, layers_b, unbiased=m == "unbiased_cka", normalize=normalize,
-                                max_workspace_bytes=ws)
+            if terms is None:  # one Gram pass serves both cka and unbiased_cka
+                terms = GramTerms(layers_a, layers_b, normalize=normalize, max_workspace_bytes=ws)
+            out[m] = terms.cka(unbiased=m == "unbiased_cka")
     return out
 
 
