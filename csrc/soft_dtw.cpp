@@ -1,0 +1,554 @@
+// CPU twin of kernels/soft_dtw.py: soft-DTW forward (R) and backward (E) for a
+// batch of pairs, float32 and float64, per-pair lengths and a Sakoe–Chiba band
+// (DESIGN.md §3.4, rule and conventions in python/vtalign/reference/soft_dtw.py).
+//
+// Layout. Each pair's DP matrix is bordered to (n+2) x (m+2) (row/column 0 is
+// the +inf border of the recurrence, row n+1/column m+1 the border the backward
+// recurrence reads) and stored anti-diagonal by anti-diagonal: diagonal
+// D = I + J is one contiguous run indexed by I. Every cell of a diagonal depends
+// only on the two previous diagonals, so the inner loop over I has no carried
+// dependency and contiguous loads/stores: it is written branch-free, with our
+// own polynomial exp/log (no libm calls), so the compiler vectorises it
+// (`omp simd`). The cost is copied into the same layout per pair ("skewed") in
+// cache-sized tiles, and E is copied back out the same way.
+//
+// Soft-min: the three arguments are sorted branch-free (min, median, max), so
+// softmin = min − γ·log(1 + e^{(min−med)/γ} + e^{(min−max)/γ}): two exps and one
+// log of a number in [1, 3]. All +inf gives +inf (never NaN).
+//
+// Threads: OpenMP across pairs; when there are fewer pairs than threads, the
+// threads split each diagonal instead (one barrier per diagonal).
+//
+// Band (integer rule, same on every backend): interior cell (I, J), 1-based, is
+// inside iff min(n,m) == 1 or |(I−1)(m−1) − (J−1)(n−1)| <= w·(min(n,m)−1). On a
+// diagonal that is |α·I − β| <= W with α = n+m−2, so the band is one interval
+// of I per diagonal; cells just outside it are set to +inf (R) / 0 (E), which is
+// all the neighbouring diagonals ever read.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "registry.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// ------------------------------------------------------------ exp and log
+template <typename T>
+struct Fp;
+template <>
+struct Fp<double> {
+  using I = int64_t;
+  static constexpr int kMant = 52;
+  static constexpr I kBias = 1023;
+  static constexpr double kExpLo = -708.0;  // e^x stays a normal number above this
+};
+template <>
+struct Fp<float> {
+  using I = int32_t;
+  static constexpr int kMant = 23;
+  static constexpr I kBias = 127;
+  static constexpr float kExpLo = -87.0f;
+};
+
+template <typename T>
+inline T bits_to(typename Fp<T>::I b) {
+  T v;
+  std::memcpy(&v, &b, sizeof(T));
+  return v;
+}
+template <typename T>
+inline typename Fp<T>::I to_bits(T v) {
+  typename Fp<T>::I b;
+  std::memcpy(&b, &v, sizeof(T));
+  return b;
+}
+
+// Taylor coefficients 1/k!, Horner from the top; on |r| <= ln2/2 the truncation
+// error is below half an ulp (degree 13 for double, 7 for float).
+template <typename T>
+inline T exp_poly(T r);
+template <>
+inline double exp_poly(double r) {
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  return p * r + 1.0;
+}
+template <>
+inline float exp_poly(float r) {
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  return p * r + 1.0f;
+}
+
+// e^x for x <= 0 (x > 0 and NaN are read as 0, x below the normal range as the
+// bound, whose exp is ~1e-308 / ~1e-38: "zero" next to the 1 it is added to).
+template <typename T>
+inline T exp_nonpos(T x) {
+  using I = typename Fp<T>::I;
+  x = x > Fp<T>::kExpLo ? x : Fp<T>::kExpLo;
+  x = x < T(0) ? x : T(0);
+  // round to nearest by adding 1.5·2^mant (no floor(): GCC vectorises this form)
+  const T magic = T(1.5) * bits_to<T>(static_cast<I>((Fp<T>::kBias + Fp<T>::kMant)) << Fp<T>::kMant);
+  const T n = (x * T(1.4426950408889634) + magic) - magic;
+  T r = x - n * T(0.693145751953125);  // ln2 split hi/lo (Cody–Waite)
+  r = r - n * T(1.42860682030941723212e-6);
+  const I k = static_cast<I>(n);
+  const T scale = bits_to<T>(static_cast<I>((k + Fp<T>::kBias) << Fp<T>::kMant));
+  return exp_poly(r) * scale;
+}
+
+// atanh series for log(m), m in [sqrt(1/2), sqrt(2)]: t = (m−1)/(m+1), |t| < 0.172.
+template <typename T>
+inline T log_series(T z);
+template <>
+inline double log_series(double z) {
+  double p = 1.0 / 21.0;
+  p = p * z + 1.0 / 19.0;
+  p = p * z + 1.0 / 17.0;
+  p = p * z + 1.0 / 15.0;
+  p = p * z + 1.0 / 13.0;
+  p = p * z + 1.0 / 11.0;
+  p = p * z + 1.0 / 9.0;
+  p = p * z + 1.0 / 7.0;
+  p = p * z + 1.0 / 5.0;
+  p = p * z + 1.0 / 3.0;
+  return p * z + 1.0;
+}
+template <>
+inline float log_series(float z) {
+  float p = 1.0f / 9.0f;
+  p = p * z + 1.0f / 7.0f;
+  p = p * z + 1.0f / 5.0f;
+  p = p * z + 1.0f / 3.0f;
+  return p * z + 1.0f;
+}
+
+// log(s) for a positive normal s (here s in [1, 3]).
+template <typename T>
+inline T log_pos(T s) {
+  using I = typename Fp<T>::I;
+  const I b = to_bits(s);
+  const I mant_mask = (I(1) << Fp<T>::kMant) - 1;
+  T e = static_cast<T>((b >> Fp<T>::kMant) - Fp<T>::kBias);
+  T m = bits_to<T>((b & mant_mask) | (Fp<T>::kBias << Fp<T>::kMant));
+  const bool big = m > T(1.4142135623730951);
+  m = big ? m * T(0.5) : m;
+  e = big ? e + T(1) : e;
+  const T t = (m - T(1)) / (m + T(1));
+  return T(2) * t * log_series(t * t) + e * T(0.6931471805599453);
+}
+
+template <typename T>
+constexpr T kInf = std::numeric_limits<T>::infinity();
+
+// ------------------------------------------------------------- geometry
+inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+// One pair's bordered (n+2) x (m+2) matrix in anti-diagonal order.
+struct Geom {
+  int64_t n = 0, m = 0;
+  int64_t band = -1;            // w, or -1 for none
+  int64_t alpha = 0, W = 0;     // band on a diagonal: |alpha*I - beta(D)| <= W
+  std::vector<int64_t> base;    // cell (I, D-I) lives at base[D] + I
+
+  void init(int64_t n_, int64_t m_, int64_t w) {
+    n = n_;
+    m = m_;
+    band = (w >= 0 && std::min(n, m) > 1) ? w : -1;
+    alpha = n + m - 2;
+    W = band >= 0 ? std::min(band, std::max(n, m)) * (std::min(n, m) - 1) : 0;
+    base.resize(n + m + 3);
+    int64_t off = 0;
+    for (int64_t D = 0; D <= n + m + 2; ++D) {
+      const int64_t lo = std::max<int64_t>(0, D - (m + 1));
+      const int64_t hi = std::min<int64_t>(n + 1, D);
+      base[D] = off - lo;
+      off += hi - lo + 1;
+    }
+  }
+  int64_t size() const { return (n + 2) * (m + 2); }
+  int64_t at(int64_t I, int64_t J) const { return base[I + J] + I; }
+  // Interior cells of diagonal D inside the band: [a, b] (a > b when empty).
+  void range(int64_t D, int64_t& a, int64_t& b) const {
+    a = std::max<int64_t>(1, D - m);
+    b = std::min<int64_t>(n, D - 1);
+    if (band >= 0) {
+      const int64_t beta = (m - 1) + (D - 1) * (n - 1);
+      a = std::max(a, ceil_div(beta - W, alpha));
+      b = std::min(b, floor_div(beta + W, alpha));
+    }
+  }
+  int64_t lo(int64_t D) const { return std::max<int64_t>(0, D - (m + 1)); }
+  int64_t hi(int64_t D) const { return std::min<int64_t>(n + 1, D); }
+};
+
+// Split [a, b] among the team; a short range goes to thread 0 alone.
+inline void team_share(int64_t a, int64_t b, int tid, int nt, int64_t& s, int64_t& e) {
+  const int64_t len = b - a + 1;
+  if (nt <= 1 || len < 256 * nt) {
+    s = tid == 0 ? a : b + 1;
+    e = tid == 0 ? b : b;
+    return;
+  }
+  const int64_t chunk = (len + nt - 1) / nt;
+  s = a + tid * chunk;
+  e = std::min(b, s + chunk - 1);
+}
+
+inline void team_barrier(int nt) {
+  if (nt > 1) {
+#pragma omp barrier
+  }
+}
+
+constexpr int64_t kTile = 64;
+
+// Interior cells of diagonal D outside the band interval [a, b] get `v`, so no
+// later read meets an unwritten cell (+inf for R, 0 for E).
+template <typename T>
+void fill_outside(const Geom& g, int64_t D, int64_t a, int64_t b, T* buf, T v) {
+  const int64_t lo = std::max<int64_t>(1, D - g.m), hi = std::min<int64_t>(g.n, D - 1);
+  T* d = buf + g.base[D];
+  if (a > b) {
+    for (int64_t I = lo; I <= hi; ++I) d[I] = v;
+    return;
+  }
+  for (int64_t I = lo; I < a; ++I) d[I] = v;
+  for (int64_t I = b + 1; I <= hi; ++I) d[I] = v;
+}
+
+// Cd[at(I, J)] = C[I-1, J-1] for the interior; row n+1 / column m+1 get 0.
+template <typename T>
+void skew_cost(const Geom& g, const T* C, int64_t rs, T* Cd, int tid, int nt) {
+  const int64_t n = g.n, m = g.m;
+  const int64_t nblk = (n + kTile - 1) / kTile;
+  // Row blocks keep the rows being read cache-resident; within a block each
+  // diagonal is written contiguously (the reads are a strided gather).
+  for (int64_t blk = tid; blk < nblk; blk += nt) {
+    const int64_t i0 = 1 + blk * kTile, i1 = std::min(n, i0 + kTile - 1);
+    for (int64_t D = i0 + 1; D <= i1 + m; ++D) {
+      const int64_t a = std::max(i0, D - m), b = std::min(i1, D - 1);
+      T* __restrict__ dst = Cd + g.base[D];
+      const T* __restrict__ src = C + (D - 2);  // C[I-1, D-I-1] = src[(I-1)*(rs-1)]
+#pragma omp simd
+      for (int64_t I = a; I <= b; ++I) dst[I] = src[(I - 1) * (rs - 1)];
+    }
+  }
+  if (tid == 0) {
+    for (int64_t J = 0; J <= m + 1; ++J) Cd[g.at(n + 1, J)] = T(0);
+    for (int64_t I = 0; I <= n; ++I) Cd[g.at(I, m + 1)] = T(0);
+  }
+}
+
+// Eout[I-1, J-1] = scale * Ed[I, J] on the pair's block, 0 on the padding.
+template <typename T>
+void unskew_alignment(const Geom& g, const T* Ed, T scale, T* Eout, int64_t N, int64_t M, int tid,
+                      int nt) {
+  const int64_t n = g.n, m = g.m;
+  const int64_t nblk = (n + kTile - 1) / kTile;
+  for (int64_t blk = tid; blk < nblk; blk += nt) {
+    const int64_t i0 = 1 + blk * kTile, i1 = std::min(n, i0 + kTile - 1);
+    for (int64_t D = i0 + 1; D <= i1 + m; ++D) {
+      const int64_t a = std::max(i0, D - m), b = std::min(i1, D - 1);
+      const T* __restrict__ src = Ed + g.base[D];
+      T* __restrict__ dst = Eout + (D - 2);
+#pragma omp simd
+      for (int64_t I = a; I <= b; ++I) dst[(I - 1) * (M - 1)] = src[I] * scale;
+    }
+    if (m < M)
+      for (int64_t I = i0; I <= i1; ++I) std::fill(Eout + (I - 1) * M + m, Eout + I * M, T(0));
+  }
+  for (int64_t I = n + 1 + tid; I <= N; I += nt) std::fill(Eout + (I - 1) * M, Eout + I * M, T(0));
+}
+
+// ---------------------------------------------------------------- forward
+template <typename T>
+void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* Cd, T* R, T* value, int tid,
+                  int nt) {
+  const int64_t n = g.n, m = g.m;
+  const T inv = T(1) / gamma;
+  skew_cost(g, C, rs, Cd, tid, nt);
+  if (tid == 0) {
+    R[g.at(0, 0)] = T(0);
+    for (int64_t J = 1; J <= m + 1; ++J) R[g.at(0, J)] = kInf<T>;
+    for (int64_t I = 1; I <= n + 1; ++I) R[g.at(I, 0)] = kInf<T>;
+  }
+  team_barrier(nt);
+  for (int64_t D = 2; D <= n + m; ++D) {
+    int64_t a, b;
+    g.range(D, a, b);
+    if (g.band >= 0 && tid == 0) fill_outside(g, D, a, b, R, kInf<T>);  // out of band: +inf
+    int64_t s, e;
+    team_share(a, b, tid, nt, s, e);
+    const int64_t bd = g.base[D], b1 = g.base[D - 1], b2 = g.base[D - 2];
+    const T* __restrict__ cd = Cd;
+    T* __restrict__ r = R;
+#pragma omp simd
+    for (int64_t I = s; I <= e; ++I) {
+      const T x = r[b2 + I - 1];  // (I-1, J-1)
+      const T y = r[b1 + I - 1];  // (I-1, J)
+      const T z = r[b1 + I];      // (I, J-1)
+      const T lo_xy = x < y ? x : y, hi_xy = x < y ? y : x;
+      const T mn = lo_xy < z ? lo_xy : z;
+      const T mx = hi_xy < z ? z : hi_xy;
+      const T md = lo_xy < z ? (hi_xy < z ? hi_xy : z) : lo_xy;
+      const T s3 = T(1) + exp_nonpos((mn - md) * inv) + exp_nonpos((mn - mx) * inv);
+      const T v = cd[bd + I] + (mn - gamma * log_pos(s3));
+      r[bd + I] = mn < kInf<T> ? v : kInf<T>;
+    }
+    team_barrier(nt);
+  }
+  if (tid == 0) {
+    *value = R[g.at(n, m)];
+    // The backward border: successors outside the grid weigh e^{-inf} = 0, and
+    // (n+1, m+1) carries E = 1 into (n, m) with weight e^0.
+    for (int64_t J = 0; J <= m; ++J) R[g.at(n + 1, J)] = -kInf<T>;
+    for (int64_t I = 0; I <= n; ++I) R[g.at(I, m + 1)] = -kInf<T>;
+    R[g.at(n + 1, m + 1)] = R[g.at(n, m)];
+  }
+  team_barrier(nt);
+}
+
+// --------------------------------------------------------------- backward
+// Ed[at(I,J)] = Σ_s Ed[s]·e^{(R[s] − C[s] − R[I,J])/γ} over the three successors;
+// then E (times `scale`) is written back to [N, M] layout and <E, C> returned.
+// Out-of-band interior cells of Ed hold 0, so the copy back needs no band test.
+template <typename T>
+double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma, T scale, T* Cd,
+                     T* Ed, T* Eout, int64_t N, int64_t M, int tid, int nt, double* partial) {
+  const int64_t n = g.n, m = g.m;
+  const T inv = T(1) / gamma;
+  skew_cost(g, C, rs, Cd, tid, nt);
+  if (tid == 0) {
+    for (int64_t J = 0; J <= m; ++J) Ed[g.at(n + 1, J)] = T(0);
+    for (int64_t I = 0; I <= n; ++I) Ed[g.at(I, m + 1)] = T(0);
+    Ed[g.at(n + 1, m + 1)] = T(1);
+  }
+  team_barrier(nt);
+  double ec = 0.0;  // <E, C> over this thread's cells
+  for (int64_t D = n + m; D >= 2; --D) {
+    int64_t a, b;
+    g.range(D, a, b);
+    if (g.band >= 0 && tid == 0) fill_outside(g, D, a, b, Ed, T(0));  // no mass out of band
+    int64_t s, e;
+    team_share(a, b, tid, nt, s, e);
+    const int64_t bd = g.base[D], b1 = g.base[D + 1], b2 = g.base[D + 2];
+    const T* __restrict__ cd = Cd;
+    const T* __restrict__ r = R;
+    T* __restrict__ ed = Ed;
+    T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+    for (int64_t I = s; I <= e; ++I) {
+      const T rc = r[bd + I];
+      // successors: (I+1, J) and (I, J+1) on D+1, (I+1, J+1) on D+2
+      const T w1 = exp_nonpos((r[b1 + I + 1] - cd[b1 + I + 1] - rc) * inv);
+      const T w2 = exp_nonpos((r[b1 + I] - cd[b1 + I] - rc) * inv);
+      const T w3 = exp_nonpos((r[b2 + I + 1] - cd[b2 + I + 1] - rc) * inv);
+      const T v = ed[b1 + I + 1] * w1 + ed[b1 + I] * w2 + ed[b2 + I + 1] * w3;
+      const T ev = rc < kInf<T> ? v : T(0);
+      ed[bd + I] = ev;
+      acc += ev * cd[bd + I];
+    }
+    ec += static_cast<double>(acc);
+    team_barrier(nt);
+  }
+  unskew_alignment(g, Ed, scale, Eout, N, M, tid, nt);
+  partial[tid] = ec;
+  team_barrier(nt);
+  double total = 0.0;
+  for (int t = 0; t < nt; ++t) total += partial[t];
+  team_barrier(nt);
+  return total;
+}
+
+// ------------------------------------------------------------ batch driver
+struct Batch {
+  int64_t P1, P2, N, M, s1, s2, rs;  // C strides in elements: pair dims and rows
+};
+
+template <typename T>
+Batch batch_of(const py::array_t<T>& C) {
+  if (C.ndim() != 4) throw std::invalid_argument("C must be 4-D [P1, P2, N, M]");
+  const int64_t it = sizeof(T);
+  if (C.strides(3) != it) throw std::invalid_argument("C must have unit stride along its last axis");
+  for (int d = 0; d < 3; ++d)
+    if (C.strides(d) % it != 0 || C.strides(d) < 0)
+      throw std::invalid_argument("C strides must be non-negative multiples of the item size");
+  return {C.shape(0), C.shape(1), C.shape(2), C.shape(3), C.strides(0) / it, C.strides(1) / it,
+          C.strides(2) / it};
+}
+
+void check_pairs(int64_t P, const int64_t* xl, const int64_t* yl, int64_t N, int64_t M) {
+  for (int64_t p = 0; p < P; ++p)
+    if (xl[p] < 1 || xl[p] > N || yl[p] < 1 || yl[p] > M)
+      throw std::invalid_argument("soft_dtw: pair " + std::to_string(p) + " has lengths (" +
+                                  std::to_string(xl[p]) + ", " + std::to_string(yl[p]) +
+                                  ") outside [1, N] x [1, M]");
+}
+
+// Few pairs and long sequences: all threads work on one pair at a time.
+inline bool team_mode(int64_t P, int64_t N, int64_t M) {
+  return P < omp_get_max_threads() && N * M >= 128 * 128;
+}
+
+template <typename T>
+void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
+                      py::array_t<int64_t, py::array::c_style> xlen,
+                      py::array_t<int64_t, py::array::c_style> ylen, int64_t bandwidth,
+                      py::array values, py::array R) {
+  const Batch bt = batch_of(C);
+  const int64_t P = bt.P1 * bt.P2, S = (bt.N + 2) * (bt.M + 2);
+  if (gamma.size() != P || xlen.size() != P || ylen.size() != P || values.size() != P ||
+      R.size() != P * S)
+    throw std::invalid_argument("soft_dtw_forward: buffer sizes do not match the pairs");
+  const T* c = C.data();
+  const T* gm = gamma.data();
+  const int64_t* xl = xlen.data();
+  const int64_t* yl = ylen.data();
+  check_pairs(P, xl, yl, bt.N, bt.M);
+  T* val = vtalign::out_ptr<T>(values, "values");
+  T* r = vtalign::out_ptr<T>(R, "R");
+  py::gil_scoped_release nogil;
+  auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
+  if (team_mode(P, bt.N, bt.M)) {
+    std::vector<T> cd(S);
+    Geom g;
+#pragma omp parallel
+    {
+      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      for (int64_t p = 0; p < P; ++p) {
+#pragma omp single
+        g.init(xl[p], yl[p], bandwidth);
+        forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], cd.data(), r + p * S, val + p, tid, nt);
+      }
+    }
+    return;
+  }
+#pragma omp parallel
+  {
+    std::vector<T> cd(S);
+    Geom g;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < P; ++p) {
+      g.init(xl[p], yl[p], bandwidth);
+      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], cd.data(), r + p * S, val + p, 0, 1);
+    }
+  }
+}
+
+template <typename T>
+void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
+                       py::array_t<T, py::array::c_style> gamma,
+                       py::array_t<int64_t, py::array::c_style> xlen,
+                       py::array_t<int64_t, py::array::c_style> ylen, int64_t bandwidth,
+                       py::array_t<T, py::array::c_style> grad, py::array E, py::array EC) {
+  const Batch bt = batch_of(C);
+  const int64_t P = bt.P1 * bt.P2, S = (bt.N + 2) * (bt.M + 2), NM = bt.N * bt.M;
+  if (gamma.size() != P || xlen.size() != P || ylen.size() != P || grad.size() != P ||
+      R.size() != P * S || E.size() != P * NM || EC.size() != P)
+    throw std::invalid_argument("soft_dtw_backward: buffer sizes do not match the pairs");
+  const T* c = C.data();
+  const T* r = R.data();
+  const T* gm = gamma.data();
+  const T* gr = grad.data();
+  const int64_t* xl = xlen.data();
+  const int64_t* yl = ylen.data();
+  check_pairs(P, xl, yl, bt.N, bt.M);
+  T* e = vtalign::out_ptr<T>(E, "E");
+  double* ec = vtalign::out_ptr<double>(EC, "EC");
+  py::gil_scoped_release nogil;
+  auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
+  if (team_mode(P, bt.N, bt.M)) {
+    std::vector<T> cd(S), ed(S);
+    std::vector<double> partial(omp_get_max_threads());
+    Geom g;
+#pragma omp parallel
+    {
+      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      for (int64_t p = 0; p < P; ++p) {
+#pragma omp single
+        g.init(xl[p], yl[p], bandwidth);
+        const double v = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], cd.data(),
+                                          ed.data(), e + p * NM, bt.N, bt.M, tid, nt, partial.data());
+        if (tid == 0) ec[p] = v;
+      }
+    }
+    return;
+  }
+#pragma omp parallel
+  {
+    std::vector<T> cd(S), ed(S);
+    Geom g;
+    double partial = 0.0;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < P; ++p) {
+      g.init(xl[p], yl[p], bandwidth);
+      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], cd.data(), ed.data(),
+                               e + p * NM, bt.N, bt.M, 0, 1, &partial);
+    }
+  }
+}
+
+// Smallest band that keeps (n, m) reachable from (1, 1); see reference/soft_dtw.py.
+int64_t min_bandwidth(int64_t n, int64_t m) {
+  const int64_t p = std::max(n, m) - 1, q = std::min(n, m) - 1;
+  if (q <= 0) return 0;
+  int64_t a = p, b = q;
+  while (b) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  const int64_t gap = ceil_div(q - a + p, q);
+  return std::max<int64_t>(0, ceil_div(gap - 1, 2));
+}
+
+void register_soft_dtw(py::module_& m) {
+  const char* fdoc =
+      "soft_dtw_forward(C[P1,P2,N,M], gamma[P], xlen[P], ylen[P], bandwidth, values[P], "
+      "R[P, (N+2)*(M+2)]): values and the DP matrix (anti-diagonal layout) for the backward";
+  m.def("soft_dtw_forward", &soft_dtw_forward<float>, py::arg("C"), py::arg("gamma"), py::arg("xlen"),
+        py::arg("ylen"), py::arg("bandwidth"), py::arg("values"), py::arg("R"), fdoc);
+  m.def("soft_dtw_forward", &soft_dtw_forward<double>);
+  const char* bdoc =
+      "soft_dtw_backward(C, R, gamma, xlen, ylen, bandwidth, grad[P], E[P,N,M], EC[P] float64): "
+      "E = grad * dvalue/dC, EC = <dvalue/dC, C>";
+  m.def("soft_dtw_backward", &soft_dtw_backward<float>, py::arg("C"), py::arg("R"), py::arg("gamma"),
+        py::arg("xlen"), py::arg("ylen"), py::arg("bandwidth"), py::arg("grad"), py::arg("E"),
+        py::arg("EC"), bdoc);
+  m.def("soft_dtw_backward", &soft_dtw_backward<double>);
+  m.def("soft_dtw_min_bandwidth", &min_bandwidth, py::arg("n"), py::arg("m"),
+        "smallest Sakoe-Chiba band keeping the end cell reachable for lengths (n, m)");
+}
+
+vtalign::Register reg_soft_dtw(register_soft_dtw);
+
+}  // namespace
