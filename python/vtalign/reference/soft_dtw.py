@@ -303,14 +303,14 @@ def s2dtw_cost(C: torch.Tensor, gamma=0.1, *, smoothing_gamma=0.1, null_cost=0.5
 
 
 def s2dtw(x: torch.Tensor, y: torch.Tensor, *, gamma=0.1, smoothing_gamma=0.1, null_cost=0.5,
-          cost="cosine", x_lengths=None, y_lengths=None) -> torch.Tensor:
-    """S2DTW [B] between x [B, N, D] and y [B, M, D] (cost defaults to 1 − cos)."""
+          cost="negdot", x_lengths=None, y_lengths=None) -> torch.Tensor:
+    """S2DTW [B] between x [B, N, D] and y [B, M, D] (cost defaults to VT-TWINS' −x·y)."""
     return s2dtw_cost(pairwise_cost(x, y, cost), gamma, smoothing_gamma=smoothing_gamma,
                       null_cost=null_cost, x_lengths=x_lengths, y_lengths=y_lengths)
 
 
 def s2dtw_pairwise(x: torch.Tensor, y: torch.Tensor, *, gamma=0.1, smoothing_gamma=0.1, null_cost=0.5,
-                   cost="cosine", x_lengths=None, y_lengths=None) -> torch.Tensor:
+                   cost="negdot", x_lengths=None, y_lengths=None) -> torch.Tensor:
     """[B1, B2] S2DTW for every (x[a], y[b]) pair: a plain double loop."""
     B1, B2 = x.shape[0], y.shape[0]
     xl, yl = _lengths(x_lengths, B1, x.shape[1]), _lengths(y_lengths, B2, y.shape[1])
