@@ -206,7 +206,8 @@ def _slot_chunk(m: int, t: int, itemsize: int, workspace: int) -> int:
 def _cpu_slot_forward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau, workspace):
     n, t, _ = ta.shape
     m = vb.shape[0]
-    ta_t, vb_t = ta.transpose(0, 1), vb.transpose(0, 1)  # frame-major views for bmm
+    # frame-major copies (O(B·T·D)): bmm on transposed views takes a slow strided path
+    ta_t, vb_t = ta.transpose(0, 1).contiguous(), vb.transpose(0, 1).contiguous()
 
     def tile(r0, r1):
         return _pool_frames(torch.bmm(ta_t[:, r0:r1], vb_t.transpose(1, 2)), valid, pool, tau)
@@ -220,7 +221,7 @@ def _cpu_slot_backward(ta, vb, valid, scale, positives, offset, rows, cols, pool
     n, t, _ = ta.shape
     m = vb.shape[0]
     chunk = _slot_chunk(m, t, ta.element_size(), workspace)
-    ta_t, vb_t = ta.transpose(0, 1), vb.transpose(0, 1)
+    ta_t, vb_t = ta.transpose(0, 1).contiguous(), vb.transpose(0, 1).contiguous()
     dta = torch.empty_like(ta)
     dvb_t = torch.zeros_like(vb_t)
     dscale = torch.zeros((), dtype=ta.dtype, device=ta.device)
