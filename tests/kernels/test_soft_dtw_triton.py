@@ -117,12 +117,12 @@ def test_band_with_ragged_lengths(gen):
 
 
 def test_diagonals_longer_than_block_are_chunked(gen):
-    # min(N, M) = 37 > BLOCK = 16: every long diagonal takes three chunks
-    check(cost(gen, 1, 37, 40), 0.5, block=16, e_atol=2e-5)
+    # min(N, M) = 33 > 2 * BLOCK: the long diagonals take three chunks
+    check(cost(gen, 1, 33, 35), 0.5, block=16, e_atol=2e-5)
 
 
 def test_banded_diagonals_longer_than_block_are_chunked(gen):
-    N, w = 40, 17  # W = 18 slots per diagonal > BLOCK = 16, and (2N-1)*18 < N*N: banded storage
+    N, w = 34, 16  # W = 17 slots per diagonal > BLOCK = 16, and (2N-1)*17 < N*N: banded storage
     assert soft_dtw_layout(N, N, w)[2]
     check(cost(gen, 1, N, N), 0.5, bandwidth=w, block=16, e_atol=2e-5)
 
