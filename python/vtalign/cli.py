@@ -1,48 +1,135 @@
-"""The `vtalign` command."""
+"""The `vtalign` command: probe, scaling, demo.
+
+User mistakes (bad paths, shapes, options) end with one line on stderr and
+exit status 2, not a traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 
-def _demo(args: argparse.Namespace) -> int:
-    import torch
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from vtalign.probe.run import probe_files, probe_markdown
 
-    from vtalign.data.synthetic import layer_stacks
-    from vtalign.ops._common import resolve_backend
-    from vtalign.probe import layerwise_alignment
-
-    data = layer_stacks(n=args.n, seed=args.seed)
-    backend = resolve_backend("auto", [data.feats_a])
-    t0 = time.perf_counter()
-    res = layerwise_alignment(data.feats_a, data.feats_b, metric="mutual_knn", k=args.k)
-    dt = time.perf_counter() - t0
-    print(f"vtalign demo: layer-pair mutual-kNN alignment (N={data.feats_a.shape[0]}, k={args.k}, "
-          f"{data.feats_a.shape[1]} x {data.feats_b.shape[1]} layers, backend={backend}, "
-          f"torch {torch.__version__})\n")
-    print(res.table())
-    print(f"\nbest pair: A layer {res.best[0]} <-> B layer {res.best[1]}  score {res.best_score:.3f}  "
-          f"(chance {res.chance:.4f}; planted pair {data.best})")
-    print(f"computed in {dt * 1e3:.1f} ms: {len(res.names_a) + len(res.names_b)} kNN searches "
-          f"and one overlap launch for {res.scores.numel()} pairs")
+    res = probe_files(args.a, args.b, metrics=args.metric, k=args.k, out_dir=args.out,
+                      normalize=not args.no_normalize, concat=args.concat, outliers=args.outliers,
+                      key=args.key, calibrate=args.calibrate, permutations=args.permutations,
+                      bootstrap=args.bootstrap, seed=args.seed, backend=args.backend, progress=not args.quiet)
+    print(probe_markdown(res, f"{os.path.basename(args.a)} x {os.path.basename(args.b)}"))
+    if res.files:
+        print("wrote " + ", ".join(res.files))
     return 0
 
 
+def _read_table(path: str):
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such table: {path}")
+    try:
+        data = np.genfromtxt(path, delimiter=",", names=True)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a CSV table with a header row ({e})") from None
+    need = ("n_frames", "n_captions", "score")
+    if data.dtype.names is None or any(c not in data.dtype.names for c in need):
+        raise ValueError(f"{path}: needs the columns {need}, found {data.dtype.names}")
+    return (np.atleast_1d(data["n_frames"]), np.atleast_1d(data["n_captions"]), np.atleast_1d(data["score"]))
+
+
+def _cmd_scaling(args: argparse.Namespace) -> int:
+    from vtalign.probe.report import scaling_png, write_json
+    from vtalign.probe.scaling import fit_scaling_law
+
+    if args.table:
+        nf, nc, s = _read_table(args.table)
+        fit = fit_scaling_law(nf, nc, s)
+    else:
+        from vtalign.data.synthetic import video_text_set
+        from vtalign.probe.sweep import scaling_sweep
+
+        data = video_text_set(n=args.n, seed=args.seed)
+        sweep = scaling_sweep(data.video_features, data.text_features, args.frames, args.captions, k=args.k,
+                              progress=not args.quiet)
+        print(sweep.grid_markdown())
+        nf, nc, s = sweep.n_frames, sweep.n_captions, sweep.scores
+        fit = sweep.fit()
+    print(fit.summary())
+    if args.out:
+        files = [write_json(os.path.join(args.out, "scaling_fit.json"),
+                            dict(fit.to_dict(), points=dict(n_frames=nf, n_captions=nc, scores=s))),
+                 scaling_png(os.path.join(args.out, "scaling.png"), nf, nc, s, fit.predict,
+                             title=f"S_inf={fit.params['S_inf']:.3f}, R²={fit.r2:.3f}")]
+        print("wrote " + ", ".join(files))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vtalign.probe.demo import run_demo
+
+    t0 = time.perf_counter()
+    run_demo(out_dir=args.out, n=args.n, k=args.k, seed=args.seed, progress=not args.quiet)
+    print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vtalign.probe.metrics import METRICS
+
+    p = argparse.ArgumentParser(prog="vtalign", description="kernels and probes for video-text alignment")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    pr = sub.add_parser("probe", help="align every layer of feature file A with every layer of B")
+    pr.add_argument("a", help="features of model A (.pt with 'feats' [N, L, D], .npy, .npz, .safetensors)")
+    pr.add_argument("b", help="features of model B, same N")
+    pr.add_argument("--metric", nargs="+", default=["mutual_knn"], choices=list(METRICS) + ["all"])
+    pr.add_argument("--k", type=int, default=10)
+    pr.add_argument("--out", default=None, help="folder for summary.json/.md, heat maps and the kNN cache")
+    pr.add_argument("--key", default="feats", help="entry holding the features in the file")
+    pr.add_argument("--concat", action="store_true", help="add all layers concatenated as an extra layer")
+    pr.add_argument("--outliers", choices=["exact", "approximate"], default=None)
+    pr.add_argument("--no-normalize", action="store_true", help="skip L2-normalising rows")
+    pr.add_argument("--calibrate", action="store_true", help="permutation null, max-corrected z/p, bootstrap CI")
+    pr.add_argument("--permutations", type=int, default=200)
+    pr.add_argument("--bootstrap", type=int, default=1000)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--backend", default="auto", choices=["auto", "triton", "cpp", "torch", "reference"])
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=_cmd_probe)
+
+    sc = sub.add_parser("scaling", help="fit S(n_f, n_c) = S_inf - C_f n_f^-a - C_c n_c^-b")
+    sc.add_argument("--table", help="CSV with columns n_frames,n_captions,score (else: synthetic sweep)")
+    sc.add_argument("--frames", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    sc.add_argument("--captions", type=int, nargs="+", default=[1, 2, 3, 5, 10])
+    sc.add_argument("--n", type=int, default=1024, help="synthetic samples")
+    sc.add_argument("--k", type=int, default=10)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--out", default=None)
+    sc.add_argument("--quiet", action="store_true")
+    sc.set_defaults(func=_cmd_scaling)
+
+    de = sub.add_parser("demo", help="the whole probing workflow on built-in synthetic video-text data")
+    de.add_argument("--out", default=os.path.join("runs", "demo"))
+    de.add_argument("--n", type=int, default=1024)
+    de.add_argument("--k", type=int, default=10)
+    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--quiet", action="store_true")
+    de.set_defaults(func=_cmd_demo)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vtalign", description="video-text alignment kernels")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    demo = sub.add_parser("demo", help="layer-pair alignment on the built-in synthetic stacks")
-    demo.add_argument("--n", type=int, default=2048, help="samples")
-    demo.add_argument("--k", type=int, default=10, help="neighbours")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"vtalign: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"vtalign {args.cmd}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"vtalign {args.cmd}: interrupted (finished layers stay cached; rerun to resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

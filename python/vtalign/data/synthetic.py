@@ -108,8 +108,8 @@ def _encoder_maps(n: int, layers: int, peak: int, latent: int, dim: int, gen: to
 
 def video_text_set(n: int = 1024, *, max_frames: int = 32, max_captions: int = 10, latent: int = 16,
                    dim: int = 96, layers_video: int = 8, layers_text: int = 6,
-                   best: tuple[int, int] = (5, 3), frame_noise: float = 1.2, caption_noise: float = 0.5,
-                   caption_coverage: float = 0.5, width: float = 1.6, top_share: float = 0.95,
+                   best: tuple[int, int] = (5, 3), frame_noise: float = 0.6, caption_noise: float = 0.5,
+                   caption_coverage: float = 0.75, width: float = 1.6, top_share: float = 0.95,
                    group_size: int = 16, within_group: float = 0.5, seed: int = 0) -> VideoTextSet:
     """Generate a `VideoTextSet` (deterministic for a seed; no downloads)."""
     if not (0 <= best[0] < layers_video and 0 <= best[1] < layers_text):

@@ -39,8 +39,8 @@ def write_text(path: str, text: str) -> str:
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
+    if isinstance(obj, torch.Tensor) or hasattr(obj, "tolist") and hasattr(obj, "ndim"):
+        return _jsonable(obj.tolist())
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -1,0 +1,141 @@
+"""End-to-end probing of two feature files: what `vtalign probe` runs.
+
+Per-layer kNN lists are cached on disk (keyed by the file's identity, the layer
+and every option that changes the lists), so an interrupted or repeated run
+reuses the searches it already finished; every output is written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+import vtalign
+from vtalign._progress import Progress
+from vtalign.ops.knn import cosine_knn
+from vtalign.probe.alignment import LayerAlignment, _result, prepare_layers
+from vtalign.probe.calibration import Calibration, calibrate_lists
+from vtalign.probe.features import open_features
+from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, all_pair_scores, check_metric
+from vtalign.probe.report import heatmap_png, write_json, write_text
+
+
+def _file_id(path: str) -> str:
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options: str, cache_dir: str | None,
+                       backend: str = "auto", label: str = "kNN", progress: bool = True) -> torch.Tensor:
+    """Neighbour lists `[L, N, k]`, one search per layer, each reused from
+    `cache_dir` when an identical search already ran."""
+    out = []
+    with Progress(f"{label} search, layer", len(layers), enabled=progress) as bar:
+        for i in range(len(layers)):
+            path = None
+            if cache_dir is not None:
+                key = hashlib.sha256(f"{file_id}|{i}|{k}|{normalize}|{options}|{vtalign.__version__}"
+                                     .encode()).hexdigest()[:24]
+                path = os.path.join(cache_dir, f"knn-{key}.pt")
+                if os.path.exists(path):
+                    out.append(torch.load(path, weights_only=True))
+                    bar.step("cached")
+                    continue
+            idx = cosine_knn(layers[i], k, normalize=normalize, backend=backend)[1]
+            if path is not None:
+                from vtalign.probe.report import atomic_write
+                atomic_write(path, lambda tmp: torch.save(idx, tmp))
+            out.append(idx)
+            bar.step()
+    return torch.stack(out)
+
+
+@dataclass
+class ProbeResult:
+    results: dict[str, LayerAlignment]
+    calibration: dict[str, Calibration] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = {}
+        for m, r in self.results.items():
+            d[m] = dict(scores=r.scores, best=list(r.best), best_score=r.best_score, chance=r.chance,
+                        k=r.k, n=r.n, names_a=r.names_a, names_b=r.names_b)
+            c = self.calibration.get(m)
+            if c is not None:
+                d[m]["calibration"] = dict(z_best=c.z_best, p_best=c.p_best, ci=list(c.best_ci),
+                                           null_max_mean=float(c.null_max.mean()),
+                                           best_stability=c.best_stability, permutations=c.n_permutations,
+                                           bootstrap=c.n_bootstrap)
+        return d
+
+
+def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 10, out_dir: str | None = None,
+                normalize: bool = True, concat: bool = False, outliers: str | None = None, key: str = "feats",
+                calibrate: bool = False, permutations: int = 200, bootstrap: int = 1000, seed: int = 0,
+                backend: str = "auto", progress: bool = True) -> ProbeResult:
+    """Probe every layer pair of two feature files (see `vtalign probe --help`).
+
+    Features are streamed layer by layer from disk (memory-mapped where the
+    format allows), so peak memory is about two layers plus the kNN lists.
+    """
+    metrics = list(METRICS) if list(metrics) == ["all"] else list(metrics)
+    for m in metrics:
+        check_metric(m)
+    ff_a, ff_b = open_features(path_a, key=key), open_features(path_b, key=key)
+    try:
+        la = prepare_layers("A", ff_a, concat=concat, outliers=outliers)
+        lb = prepare_layers("B", ff_b, concat=concat, outliers=outliers)
+        n = ff_a.n
+        if ff_b.n != n:
+            raise ValueError(f"{path_a} has N={n} samples but {path_b} has N={ff_b.n}")
+        if any(m in USES_K for m in metrics) and not (isinstance(k, int) and 1 <= k <= n - 1):
+            raise ValueError(f"k must be in [1, N-1] = [1, {n - 1}], got {k}")
+        cache = os.path.join(out_dir, "cache") if out_dir else None
+        opts = f"{concat}|{outliers}|{key}"
+        lists = None
+        if any(m in USES_K for m in metrics):
+            lists = (cached_layer_lists(la, _file_id(path_a), k, normalize=normalize, options=opts,
+                                        cache_dir=cache, backend=backend, label="A", progress=progress),
+                     cached_layer_lists(lb, _file_id(path_b), k, normalize=normalize, options=opts,
+                                        cache_dir=cache, backend=backend, label="B", progress=progress))
+        scores = all_pair_scores(metrics, la, lb, k, normalize=normalize, backend=backend, lists=lists)
+        res = ProbeResult({m: _result(s, m, k, n, concat) for m, s in scores.items()})
+        if calibrate:
+            for m in metrics:
+                if m in KNN_METRICS:
+                    res.calibration[m] = calibrate_lists(lists[0], lists[1], m, n_permutations=permutations,
+                                                         n_bootstrap=bootstrap, seed=seed, backend=backend,
+                                                         concat=concat)
+    finally:
+        ff_a.close()
+        ff_b.close()
+    if out_dir:
+        res.files = write_probe_report(res, out_dir, title=f"{os.path.basename(path_a)} x {os.path.basename(path_b)}")
+    return res
+
+
+def probe_markdown(res: ProbeResult, title: str) -> str:
+    parts = [f"# vtalign probe: {title}", ""]
+    for m, r in res.results.items():
+        parts += [f"## {m} (k={r.k}, N={r.n})", "", r.table(), "",
+                  f"Best pair: A layer {r.names_a[r.best[0]]} x B layer {r.names_b[r.best[1]]} = "
+                  f"{r.best_score:.4f} (chance {r.chance:.4f})."]
+        if m in res.calibration:
+            parts += ["", res.calibration[m].summary()]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_probe_report(res: ProbeResult, out_dir: str, *, title: str) -> list[str]:
+    """summary.json, summary.md and one heat map per metric, all written atomically."""
+    files = [write_json(os.path.join(out_dir, "summary.json"), res.to_dict()),
+             write_text(os.path.join(out_dir, "summary.md"), probe_markdown(res, title))]
+    for m, r in res.results.items():
+        files.append(heatmap_png(os.path.join(out_dir, f"heatmap_{m}.png"), r.scores, r.best,
+                                 names_a=r.names_a, names_b=r.names_b,
+                                 title=f"{m}: best ({r.names_a[r.best[0]]}, {r.names_b[r.best[1]]}) "
+                                       f"= {r.best_score:.3f}"))
+    return files

@@ -1,0 +1,72 @@
+"""Frames x captions sweeps: the measurements a test-time scaling law is fitted to."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from vtalign._progress import Progress
+from vtalign.probe.alignment import layerwise_alignment
+from vtalign.probe.scaling import ScalingFit, fit_scaling_law
+
+
+@dataclass
+class Sweep:
+    """Best-pair alignment for every (frames, captions) cell.
+
+    Attributes:
+        n_frames, n_captions, scores: equal-length 1-D arrays, one entry per cell.
+        best_pairs: the best layer pair of each cell.
+    """
+    n_frames: np.ndarray
+    n_captions: np.ndarray
+    scores: np.ndarray
+    best_pairs: list[tuple[int, int]]
+    metric: str
+    k: int
+
+    def fit(self) -> ScalingFit:
+        return fit_scaling_law(self.n_frames, self.n_captions, self.scores)
+
+    def grid_markdown(self, digits: int = 3) -> str:
+        fs = sorted(set(self.n_frames.tolist()))
+        cs = sorted(set(self.n_captions.tolist()))
+        cell = {(f, c): s for f, c, s in zip(self.n_frames.tolist(), self.n_captions.tolist(), self.scores.tolist())}
+        lines = ["| frames \\ captions | " + " | ".join(str(int(c)) for c in cs) + " |",
+                 "|---|" + "---|" * len(cs)]
+        for f in fs:
+            lines.append(f"| {int(f)} | " + " | ".join(f"{cell[(f, c)]:.{digits}f}" for c in cs) + " |")
+        return "\n".join(lines)
+
+
+def scaling_sweep(video_features: Callable[[int], torch.Tensor], text_features: Callable[[int], torch.Tensor],
+                  frames: Sequence[int], captions: Sequence[int], *, metric: str = "mutual_knn", k: int = 10,
+                  backend: str = "auto", progress: bool = True) -> Sweep:
+    """Layer-pair alignment at every (n_frames, n_captions) of the grid.
+
+    Args:
+        video_features: n_frames -> `[N, Lv, D]` features (e.g. `multi_frame_features`).
+        text_features: n_captions -> `[N, Lt, D]` features.
+        frames, captions: the grid axes.
+
+    Returns:
+        A `Sweep` holding the best-pair score of each cell (features of each axis
+        value are computed once and reused across the other axis).
+    """
+    if not frames or not captions:
+        raise ValueError("frames and captions must be non-empty sequences of counts")
+    text = {c: text_features(c) for c in captions}
+    nf, nc, sc, best = [], [], [], []
+    with Progress("sweep cell", len(frames) * len(captions), enabled=progress) as bar:
+        for f in frames:
+            v = video_features(f)
+            for c in captions:
+                r = layerwise_alignment(v, text[c], metric=metric, k=k, backend=backend)
+                nf.append(f)
+                nc.append(c)
+                sc.append(r.best_score)
+                best.append(r.best)
+                bar.step()
+    return Sweep(np.array(nf, dtype=float), np.array(nc, dtype=float), np.array(sc), best, metric, k)
