@@ -53,7 +53,7 @@ def test_tensor_shares_one_threshold_list_gets_one_per_layer(mode, gen):
     for feats, clamped in ((big, list(shared.unbind(1))), (list(big.unbind(1)), per_layer)):
         got = layerwise_alignment(feats, other, metric="cka", outliers=mode).scores
         want = R.all_pairs("cka", clamped, other_clamped, 10)
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
 
 
 def test_bad_arguments():

@@ -164,28 +164,38 @@ def _row_chunk(n_cols: int, workspace: int, min_rows: int = 64) -> int:
 
 
 class _LayerStats:
-    """Per-layer O(N·D) statistics of K = X Xᵀ: diag(K) = ||x_i||² and the row
-    sums K1 = X (Xᵀ1), read in row chunks (one layer in memory at a time)."""
+    """Per-layer O(N·D) statistics, read in row chunks (one layer in memory at a
+    time): the column mean μ of the (normalised) rows and diag(K_c) = ||x_i - μ||²."""
 
     def __init__(self, x: torch.Tensor, normalize: bool, workspace: int):
         n, d = x.shape
         chunk = _row_chunk(d, workspace)
         colsum = torch.zeros(d, dtype=torch.float64, device=x.device)
+        for s in range(0, n, chunk):
+            colsum += _unit64(x[s:s + chunk], normalize).sum(0)
+        self.mean = colsum / n
         diag = torch.empty(n, dtype=torch.float64, device=x.device)
         for s in range(0, n, chunk):
-            xc = _unit64(x[s:s + chunk], normalize)
-            colsum += xc.sum(0)
+            xc = _unit64(x[s:s + chunk], normalize) - self.mean
             diag[s:s + chunk] = (xc * xc).sum(1)
-        rows = torch.empty(n, dtype=torch.float64, device=x.device)
-        for s in range(0, n, chunk):
-            rows[s:s + chunk] = _unit64(x[s:s + chunk], normalize) @ colsum
         self.diag = diag.cpu()
-        self.rows = rows.cpu()
 
 
-def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, normalize: bool, workspace: int) -> float:
-    """<X_a X_aᵀ, X_b X_bᵀ> = ||X_aᵀ X_b||² by row-chunked D_a x D_b accumulators;
-    X_b's columns are blocked so the accumulator stays within `workspace`."""
+def _gemm_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _centred(x: torch.Tensor, s: int, e: int, normalize: bool, mean: torch.Tensor) -> torch.Tensor:
+    """Rows s:e normalised and centred in float64, then cast to the GEMM dtype:
+    centring first keeps the Gram entries free of a large common offset, so
+    float32 products lose nothing to cancellation."""
+    return (_unit64(x[s:e], normalize) - mean).to(_gemm_dtype(x))
+
+
+def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, ma: torch.Tensor, mb: torch.Tensor, normalize: bool,
+              workspace: int) -> float:
+    """<K_c, L_c> = ||X̃_aᵀ X̃_b||² by row-chunked D_a x D_b accumulators (float64
+    across chunks); X_b's columns are blocked so the accumulator fits `workspace`."""
     n, da = xa.shape
     db = xb.shape[1]
     width = max(1, min(db, workspace // (2 * 8 * da)))
@@ -194,20 +204,24 @@ def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, normalize: bool, workspace: in
     for c0 in range(0, db, width):
         acc = torch.zeros(da, min(width, db - c0), dtype=torch.float64, device=xa.device)
         for s in range(0, n, chunk):
-            acc += _unit64(xa[s:s + chunk], normalize).T @ _unit64(xb[s:s + chunk], normalize)[:, c0:c0 + width]
+            ca = _centred(xa, s, s + chunk, normalize, ma)
+            cb = _centred(xb, s, s + chunk, normalize, mb)[:, c0:c0 + width]  # rows normalise whole
+            acc += (ca.T @ cb).to(torch.float64)
         total += float((acc * acc).sum())
     return total
 
 
-def _frob_gram(la: Layers, lb: Layers, normalize: bool, workspace: int):
-    """<K_a, L_b> for all pairs and <K, K> per layer from row blocks of the Grams.
+def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, workspace: int):
+    """<K_c,a, L_c,b> for all pairs and <K_c, K_c> per layer from row blocks of the
+    centred Grams.
 
-    Each block of each layer's Gram is built once and one GEMM contracts all
-    La x Lb pairs. Grams are symmetric, so a row block only needs the columns
-    from its own start on: the strictly-upper part is scaled by sqrt(2) on both
-    sides so its products count twice, halving the Gram GEMMs."""
-    xa = [_unit64(x, normalize) for x in la]
-    xb = [_unit64(x, normalize) for x in lb]
+    Each block of each layer's Gram is built once (GEMM in the features' dtype)
+    and one float64 GEMM contracts all La x Lb pairs. Grams are symmetric, so a
+    row block only needs the columns from its own start on: entries above the
+    diagonal are scaled by sqrt(2) on both sides so their products count twice,
+    halving the Gram GEMMs."""
+    xa = [_centred(x, 0, x.shape[0], normalize, m) for x, m in zip(la, means_a)]
+    xb = [_centred(x, 0, x.shape[0], normalize, m) for x, m in zip(lb, means_b)]
     n, dev = xa[0].shape[0], xa[0].device
     per_row = (len(xa) + len(xb)) * n * 8
     chunk = max(1, min(n, workspace // max(1, per_row)))
@@ -221,8 +235,13 @@ def _frob_gram(la: Layers, lb: Layers, normalize: bool, workspace: int):
         # mirror is counted), 1 on it, sqrt(2) above it
         off = torch.arange(n - s, device=dev)[None, :] - torch.arange(e - s, device=dev)[:, None]
         w = (off > 0).to(torch.float64) * root2 + (off == 0).to(torch.float64)
-        ga = torch.stack([(x[s:e] @ x[s:].T) * w for x in xa]).flatten(1)
-        gb = torch.stack([(x[s:e] @ x[s:].T) * w for x in xb]).flatten(1)
+        ga = torch.empty(len(xa), e - s, n - s, dtype=torch.float64, device=dev)
+        gb = torch.empty(len(xb), e - s, n - s, dtype=torch.float64, device=dev)
+        for g, xs in ((ga, xa), (gb, xb)):
+            for l, x in enumerate(xs):
+                g[l].copy_(x[s:e] @ x[s:].T)
+            g.mul_(w)
+        ga, gb = ga.flatten(1), gb.flatten(1)
         cross += ga @ gb.T
         self_a += (ga * ga).sum(1)
         self_b += (gb * gb).sum(1)
@@ -241,9 +260,14 @@ def _use_gram_route(la: Layers, lb: Layers) -> bool:
 
 
 class GramTerms:
-    """Everything linear CKA (biased and unbiased) needs, from one pass:
-    cross[a, b] = <K_a, L_b>, self_a / self_b = <K, K>, and per layer diag(K)
-    `[L, N]` and row sums K1 `[L, N]` (float64, CPU)."""
+    """Everything linear CKA (biased and unbiased) needs, from one pass over the
+    centred features X̃ = X̂ - μ (X̂ the normalised rows): cross[a, b] = <K_c,a, L_c,b>,
+    self_a / self_b = <K_c, K_c>, and diag(K_c) `[L, N]` per layer (float64, CPU).
+
+    Centring is free for both estimators: the biased HSIC trace(KHLH) is
+    <K_c, L_c> by definition, and the unbiased HSIC is invariant to translating
+    the features (a U-statistic of differences x_i - x_j), while K_c 1 = 0 turns
+    its row-sum terms into sums of the diagonal."""
 
     def __init__(self, layers_a: Layers, layers_b: Layers, *, normalize: bool = True,
                  max_workspace_bytes: int = DEFAULT_WORKSPACE, route: str = "auto"):
@@ -253,38 +277,35 @@ class GramTerms:
         self.n = layer_count(layers_a)[0]
         sa = [_LayerStats(x, normalize, ws) for x in layers_a]
         sb = [_LayerStats(x, normalize, ws) for x in layers_b]
+        ma, mb = [s.mean for s in sa], [s.mean for s in sb]
         self.route = route if route != "auto" else ("gram" if _use_gram_route(layers_a, layers_b) else "covariance")
         if self.route == "gram":
-            self.cross, self.self_a, self.self_b = _frob_gram(layers_a, layers_b, normalize, ws)
+            self.cross, self.self_a, self.self_b = _frob_gram(layers_a, layers_b, ma, mb, normalize, ws)
         else:
-            self.cross = torch.tensor([[_frob_cov(xa, xb, normalize, ws) for xb in layers_b]
-                                       for xa in layers_a], dtype=torch.float64).reshape(len(sa), len(sb))
-            self.self_a = torch.tensor([_frob_cov(x, x, normalize, ws) for x in layers_a], dtype=torch.float64)
-            self.self_b = torch.tensor([_frob_cov(x, x, normalize, ws) for x in layers_b], dtype=torch.float64)
+            self.cross = torch.tensor([[_frob_cov(xa, xb, ma[i], mb[j], normalize, ws) for j, xb in enumerate(layers_b)]
+                                       for i, xa in enumerate(layers_a)], dtype=torch.float64
+                                      ).reshape(len(sa), len(sb))
+            self.self_a = torch.tensor([_frob_cov(x, x, ma[i], ma[i], normalize, ws)
+                                        for i, x in enumerate(layers_a)], dtype=torch.float64)
+            self.self_b = torch.tensor([_frob_cov(x, x, mb[i], mb[i], normalize, ws)
+                                        for i, x in enumerate(layers_b)], dtype=torch.float64)
         self.diag_a = torch.stack([s.diag for s in sa])
         self.diag_b = torch.stack([s.diag for s in sb])
-        self.rows_a = torch.stack([s.rows for s in sa])
-        self.rows_b = torch.stack([s.rows for s in sb])
 
     def cka(self, unbiased: bool = False) -> torch.Tensor:
         """`[La, Lb]` HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + 1e-6)."""
-        m = float(self.n)
-        ra, rb = self.rows_a, self.rows_b
-        sa, sb = ra.sum(1), rb.sum(1)
         if not unbiased:
-            # trace(KHLH) = <K, L> - (2/n) (K1)·(L1) + (1ᵀK1)(1ᵀL1) / n², H = I - 11ᵀ/n
-            kl = self.cross - 2.0 / m * (ra @ rb.T) + sa[:, None] * sb[None, :] / m ** 2
-            kk = self.self_a - 2.0 / m * (ra * ra).sum(1) + sa * sa / m ** 2
-            ll = self.self_b - 2.0 / m * (rb * rb).sum(1) + sb * sb / m ** 2
-            return _cka_ratio(kl, kk, ll)
+            return _cka_ratio(self.cross, self.self_a, self.self_b)
         if self.n < 4:
             raise ValueError(f"unbiased HSIC needs N >= 4 samples, got N={self.n}")
+        m = float(self.n)
         da, db = self.diag_a, self.diag_b
-        ta, tb = ra - da, rb - db  # row sums of K̃ (diagonal zeroed)
-        za, zb = ta.sum(1), tb.sum(1)
-        kl = _hsic_u(self.cross, da @ db.T, za[:, None], zb[None, :], ta @ tb.T, m)
-        kk = _hsic_u(self.self_a, (da * da).sum(1), za, za, (ta * ta).sum(1), m)
-        ll = _hsic_u(self.self_b, (db * db).sum(1), zb, zb, (tb * tb).sum(1), m)
+        # With K_c 1 = 0 the row sums of K̃ = K_c - diag are -diag(K_c).
+        za, zb = -da.sum(1), -db.sum(1)
+        dd = da @ db.T
+        kl = _hsic_u(self.cross, dd, za[:, None], zb[None, :], dd, m)
+        kk = _hsic_u(self.self_a, (da * da).sum(1), za, za, (da * da).sum(1), m)
+        ll = _hsic_u(self.self_b, (db * db).sum(1), zb, zb, (db * db).sum(1), m)
         return _cka_ratio(kl, kk, ll)
 
 
@@ -329,7 +350,10 @@ def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = Tr
         il = idx[l].to(x.device)
         # Dividing the dot by both norms equals the dot of normalised rows, and
         # saves normalising every gathered [chunk, k, D] block.
-        inv = 1.0 / torch.linalg.vector_norm(x.to(torch.float64), dim=1).clamp_min(1e-12) if normalize else None
+        inv = None
+        if normalize:  # in row chunks: never a float64 copy of the whole layer
+            inv = torch.cat([1.0 / torch.linalg.vector_norm(x[s:s + chunk * k].to(torch.float64), dim=1)
+                             .clamp_min(1e-12) for s in range(0, n, chunk * k)])
         for s in range(0, n, chunk):
             dots = torch.einsum("cd,ckd->ck", x[s:s + chunk].to(torch.float64), x[il[s:s + chunk]].to(torch.float64))
             if normalize:
