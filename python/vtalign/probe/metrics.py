@@ -211,17 +211,26 @@ def _frob_cov(xa: torch.Tensor, xb: torch.Tensor, ma: torch.Tensor, mb: torch.Te
     return total
 
 
-def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, workspace: int):
-    """<K_c,a, L_c,b> for all pairs and <K_c, K_c> per layer from row blocks of the
-    centred Grams.
+def _frob_gram(la: Layers, lb: Layers, normalize: bool, workspace: int):
+    """<K_c,a, L_c,b> for all pairs, <K_c, K_c> and diag(K_c) per layer, and the
+    column means, from row blocks of the centred Grams (layers in memory).
 
-    Each block of each layer's Gram is built once (GEMM in the features' dtype)
-    and one float64 GEMM contracts all La x Lb pairs. Grams are symmetric, so a
-    row block only needs the columns from its own start on: entries above the
-    diagonal are scaled by sqrt(2) on both sides so their products count twice,
-    halving the Gram GEMMs."""
-    xa = [_centred(x, 0, x.shape[0], normalize, m) for x, m in zip(la, means_a)]
-    xb = [_centred(x, 0, x.shape[0], normalize, m) for x, m in zip(lb, means_b)]
+    Each layer is normalised and centred once; each block of each layer's Gram
+    is built once (GEMM in the features' dtype) and one float64 GEMM contracts
+    all La x Lb pairs. Grams are symmetric, so a row block only needs the
+    columns from its own start on: entries above the diagonal are scaled by
+    sqrt(2) on both sides so their products count twice, halving the Gram GEMMs."""
+
+    def prep(layers):
+        xs, diags = [], []
+        for x in layers:
+            u = _unit64(x, normalize)
+            u -= u.mean(0)
+            diags.append((u * u).sum(1).cpu())
+            xs.append(u.to(_gemm_dtype(x)))
+        return xs, torch.stack(diags)
+
+    (xa, diag_a), (xb, diag_b) = prep(la), prep(lb)
     n, dev = xa[0].shape[0], xa[0].device
     per_row = (len(xa) + len(xb)) * n * 8
     chunk = max(1, min(n, workspace // max(1, per_row)))
@@ -245,7 +254,7 @@ def _frob_gram(la: Layers, lb: Layers, means_a, means_b, normalize: bool, worksp
         cross += ga @ gb.T
         self_a += (ga * ga).sum(1)
         self_b += (gb * gb).sum(1)
-    return cross.cpu(), self_a.cpu(), self_b.cpu()
+    return cross.cpu(), self_a.cpu(), self_b.cpu(), diag_a, diag_b
 
 
 def _use_gram_route(la: Layers, lb: Layers) -> bool:
@@ -275,20 +284,21 @@ class GramTerms:
             raise ValueError(f"route must be 'auto', 'gram' or 'covariance', got {route!r}")
         ws = int(max_workspace_bytes)
         self.n = layer_count(layers_a)[0]
+        self.route = route if route != "auto" else ("gram" if _use_gram_route(layers_a, layers_b) else "covariance")
+        if self.route == "gram":
+            self.cross, self.self_a, self.self_b, self.diag_a, self.diag_b = \
+                _frob_gram(layers_a, layers_b, normalize, ws)
+            return
+        # Streaming-friendly: per-layer statistics and products in row chunks.
         sa = [_LayerStats(x, normalize, ws) for x in layers_a]
         sb = [_LayerStats(x, normalize, ws) for x in layers_b]
         ma, mb = [s.mean for s in sa], [s.mean for s in sb]
-        self.route = route if route != "auto" else ("gram" if _use_gram_route(layers_a, layers_b) else "covariance")
-        if self.route == "gram":
-            self.cross, self.self_a, self.self_b = _frob_gram(layers_a, layers_b, ma, mb, normalize, ws)
-        else:
-            self.cross = torch.tensor([[_frob_cov(xa, xb, ma[i], mb[j], normalize, ws) for j, xb in enumerate(layers_b)]
-                                       for i, xa in enumerate(layers_a)], dtype=torch.float64
-                                      ).reshape(len(sa), len(sb))
-            self.self_a = torch.tensor([_frob_cov(x, x, ma[i], ma[i], normalize, ws)
-                                        for i, x in enumerate(layers_a)], dtype=torch.float64)
-            self.self_b = torch.tensor([_frob_cov(x, x, mb[i], mb[i], normalize, ws)
-                                        for i, x in enumerate(layers_b)], dtype=torch.float64)
+        self.cross = torch.tensor([[_frob_cov(xa, xb, ma[i], mb[j], normalize, ws) for j, xb in enumerate(layers_b)]
+                                   for i, xa in enumerate(layers_a)], dtype=torch.float64).reshape(len(sa), len(sb))
+        self.self_a = torch.tensor([_frob_cov(x, x, ma[i], ma[i], normalize, ws)
+                                    for i, x in enumerate(layers_a)], dtype=torch.float64)
+        self.self_b = torch.tensor([_frob_cov(x, x, mb[i], mb[i], normalize, ws)
+                                    for i, x in enumerate(layers_b)], dtype=torch.float64)
         self.diag_a = torch.stack([s.diag for s in sa])
         self.diag_b = torch.stack([s.diag for s in sb])
 
