@@ -63,8 +63,8 @@ class MoVALoss(nn.Module):
     def score_weights(self) -> tuple[float, float]:
         """(λg·scale_g, λtv·scale_tv): weights of the global and slot cosines whose sum is the
         sum of the logits of the two InfoNCE terms (used to score retrieval)."""
-        return (self.lambda_global * float(self.global_loss.scale()),
-                self.lambda_temporal * float(self.slot_loss.scale()))
+        return (self.lambda_global * float(self.global_loss.scale().detach()),
+                self.lambda_temporal * float(self.slot_loss.scale().detach()))
 
     def forward(self, out: MoVAOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if not isinstance(out, MoVAOutput):

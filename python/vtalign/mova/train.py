@@ -164,8 +164,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--n-train", type=int, default=4096)
     p.add_argument("--n-test", type=int, default=512)
     p.add_argument("--pool", choices=("mean", "max", "lse"), default=TrainConfig.pool)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these models are small, and on a shared machine "
+                        "extra threads mostly wait on each other)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
     if not args.synthetic:
         p.error("only --synthetic is supported: real features are not shipped with vtalign")
     if args.steps < 1 or args.batch_size < 2 or args.n_train < args.batch_size or args.n_test < 10:
