@@ -56,20 +56,30 @@ def compile_config(cfg: StaticConfig, arch: int) -> dict:
     src = ASTSource(fn=cfg.fn, signature=cfg.signature(), constexprs=dict(cfg.constexprs))
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                               options=dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+    ptx = compiled.asm["ptx"]
+    ptx_arch = re.search(r"^\.target\s+(sm_\w+)", ptx, re.M).group(1)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.cubin")
         with open(path, "wb") as f:
             f.write(compiled.asm["cubin"])
+        ptx_path = os.path.join(tmp, "k.ptx")
+        with open(ptx_path, "w") as f:
+            f.write(ptx)
         tool = os.path.join(_bin_dir(), "cuobjdump")
         usage = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True, check=True).stdout
         sass = subprocess.run([tool, "-sass", path], capture_output=True, text=True, check=True).stdout
+        # ptxas -v states spill stores/loads explicitly; cuobjdump's LOCAL does not count
+        # spills that live in the stack frame
+        verbose = subprocess.run([os.path.join(_bin_dir(), "ptxas"), f"-arch={ptx_arch}", "-v", ptx_path,
+                                  "-o", os.path.join(tmp, "v.cubin")], capture_output=True, text=True, check=True)
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", usage)
-    if m is None:
-        raise RuntimeError(f"could not read resource usage of {cfg.name}:\n{usage}")
+    sp = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", verbose.stderr + verbose.stdout)
+    if m is None or sp is None:
+        raise RuntimeError(f"could not read resource usage of {cfg.name}:\n{usage}\n{verbose.stderr}")
     tc = sorted(set(_TC_OPS.findall(sass)))
     return dict(kernel=cfg.name, arch=f"sm_{arch}", registers=int(m.group(1)), stack=int(m.group(2)),
                 shared_static=int(m.group(3)), shared_dynamic=int(compiled.metadata.shared),
-                spill_bytes=int(m.group(4)), tensor_core_ops=",".join(tc) or "-",
+                spill_bytes=int(sp.group(1)) + int(sp.group(2)) + int(m.group(4)), tensor_core_ops=",".join(tc) or "-",
                 num_warps=cfg.num_warps, num_stages=cfg.num_stages,
                 expect_tensor_cores=cfg.expect_tensor_cores)
 
@@ -89,7 +99,7 @@ def discover() -> list[StaticConfig]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    cols = ["kernel", "arch", "registers", "shared_static", "shared_dynamic", "spill_bytes",
+    cols = ["kernel", "arch", "registers", "stack", "shared_static", "shared_dynamic", "spill_bytes",
             "tensor_core_ops", "num_warps", "num_stages"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]

@@ -84,20 +84,21 @@ def _knn_kernel(
 
 
 def knn_config(k: int, dtype: torch.dtype) -> dict:
-    """Tile sizes per k bucket, chosen so every bucket compiles without spills
-    on sm_80/sm_90 (see benchmarks/gpu_static.md)."""
+    """Tile sizes per (dtype, k bucket). Chosen by compiling candidates for sm_80 and
+    sm_90 and keeping the largest tiles with zero spills (table in
+    benchmarks/results/gpu_static.md): float32 runs 3xTF32, whose split operands
+    need more registers, so its D chunk is smaller at k <= 16 and k > 64."""
     k_pad = max(2, triton.next_power_of_2(k))
+    fp32 = dtype == torch.float32
     if k_pad <= 16:
-        cfg = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_D=32, num_warps=4)
+        bm, bn, bd = 64, 64, 16 if fp32 else 32
     elif k_pad <= 32:
-        cfg = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_D=32, num_warps=8)
+        bm, bn, bd = 64, 32 if fp32 else 64, 32
     elif k_pad <= 64:
-        cfg = dict(BLOCK_M=32, BLOCK_N=64, BLOCK_D=32, num_warps=8)
+        bm, bn, bd = 32, 64, 32
     else:
-        cfg = dict(BLOCK_M=16, BLOCK_N=64, BLOCK_D=32, num_warps=8)
-    cfg["K_PAD"] = k_pad
-    cfg["num_stages"] = 2
-    return cfg
+        bm, bn, bd = 16, 64, 16 if fp32 else 32
+    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, K_PAD=k_pad, num_warps=8, num_stages=2)
 
 
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
