@@ -163,6 +163,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--n-train", type=int, default=4096)
     p.add_argument("--n-test", type=int, default=512)
+    p.add_argument("--n-concepts", type=int, default=LongVideoConfig.n_concepts,
+                   help="concept vocabulary K (more concepts: fewer captions share their bag of concepts)")
     p.add_argument("--pool", choices=("mean", "max", "lse"), default=TrainConfig.pool)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these models are small, and on a shared machine "
@@ -177,7 +179,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.steps < 1 or args.batch_size < 2 or args.n_train < args.batch_size or args.n_test < 10:
         p.error("need --steps >= 1, --batch-size >= 2, --n-train >= --batch-size and --n-test >= 10")
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, pool=args.pool)
-    res = run(args.seed, args.n_train, args.n_test, cfg, stream=None if args.quiet else sys.stderr)
+    try:
+        data_config = LongVideoConfig(n_concepts=args.n_concepts)
+        data_config.validate()
+    except ValueError as e:
+        p.error(str(e))
+    res = run(args.seed, args.n_train, args.n_test, cfg, data_config, stream=None if args.quiet else sys.stderr)
     print(f"held-out synthetic set: {args.n_test} pairs, seed {args.seed}, {cfg.steps} steps × "
           f"batch {cfg.batch_size} for each model ({res['seconds']:.0f} s)")
     print(format_table({"MoVA": res["mova"], "CLIP baseline": res["baseline"]}))

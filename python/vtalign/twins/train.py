@@ -112,6 +112,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--batch-size", type=int, default=TwinsTrainConfig.batch_size)
     p.add_argument("--n-train", type=int, default=2048)
     p.add_argument("--n-test", type=int, default=256)
+    p.add_argument("--n-events", type=int, default=SequenceConfig.n_events,
+                   help="event vocabulary V (more events: fewer scripts share their bag of events)")
     p.add_argument("--no-augment", action="store_true", help="train without the temporal augmentation")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these models are small, and on a shared machine "
@@ -126,7 +128,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.steps < 1 or args.batch_size < 2 or args.n_train < args.batch_size or args.n_test < 10:
         p.error("need --steps >= 1, --batch-size >= 2, --n-train >= --batch-size and --n-test >= 10")
     cfg = TwinsTrainConfig(steps=args.steps, batch_size=args.batch_size, augment=not args.no_augment)
-    res = run(args.seed, args.n_train, args.n_test, cfg, stream=None if args.quiet else sys.stderr)
+    try:
+        data_config = SequenceConfig(n_events=args.n_events)
+        data_config.validate()
+    except ValueError as e:
+        p.error(str(e))
+    res = run(args.seed, args.n_train, args.n_test, cfg, data_config, stream=None if args.quiet else sys.stderr)
     print(f"held-out synthetic sequences: {args.n_test} pairs, seed {args.seed}, {cfg.steps} steps × "
           f"batch {cfg.batch_size} for each model ({res['seconds']:.0f} s)")
     print(format_table({"S2DTW (VT-TWINS)": res["s2dtw"], "mean-pool baseline": res["baseline"]}))
