@@ -11,12 +11,14 @@ no B×N×M×D tensor, and gradients w.r.t. γ when γ is a tensor.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Callable, Optional, Union
 
 import torch
 
-from vtalign.ops import soft_dtw as ops
+# the module, not the function of the same name that vtalign.ops exports
+ops = importlib.import_module("vtalign.ops.soft_dtw")
 
 
 class SoftDTW(torch.nn.Module):

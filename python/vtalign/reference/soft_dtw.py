@@ -57,9 +57,13 @@ def band_mask(n: int, m: int, bandwidth, N: int | None = None, M: int | None = N
     N = n if N is None else N
     M = m if M is None else M
     mask = torch.zeros(N, M, dtype=torch.bool)
-    for i in range(n):
-        for j in range(m):
-            mask[i, j] = in_band(i, j, n, m, bandwidth)
+    i = torch.arange(n)[:, None]
+    j = torch.arange(m)[None, :]
+    w = _band_int(bandwidth)
+    if w is None:
+        mask[:n, :m] = True
+    else:
+        mask[:n, :m] = (i * (m - 1) - j * (n - 1)).abs() <= w * min(n - 1, m - 1)
     return mask
 
 
@@ -137,6 +141,8 @@ def soft_dtw_R(C: torch.Tensor, gamma, *, bandwidth=None, x_lengths=None, y_leng
     B, N, M = C.shape
     ns, ms = _lengths(x_lengths, B, N), _lengths(y_lengths, B, M)
     g = _gammas(gamma, B)
+    if not (C.requires_grad or g.requires_grad) or not torch.is_grad_enabled():
+        return _soft_dtw_R_floats(C, g, bandwidth, ns, ms)
     inf = torch.full((B,), INF, dtype=torch.float64)
     # active[b][i][j]: cell inside pair b's block and band
     active = torch.zeros(B, N, M, dtype=torch.bool)
@@ -152,6 +158,30 @@ def soft_dtw_R(C: torch.Tensor, gamma, *, bandwidth=None, x_lengths=None, y_leng
             val = C[:, i - 1, j - 1] + softmin(R[i - 1][j - 1], R[i - 1][j], R[i][j - 1], g)
             R[i][j] = torch.where(act, val, inf)
     return torch.stack([torch.stack(row, dim=-1) for row in R], dim=-2)
+
+
+def _softmin_float(a: float, b: float, c: float, gamma: float) -> float:
+    mn = min(a, b, c)
+    if mn == INF:
+        return INF
+    return mn - gamma * math.log(sum(math.exp(-(v - mn) / gamma) for v in (a, b, c)))
+
+
+def _soft_dtw_R_floats(C: torch.Tensor, g: torch.Tensor, bandwidth, ns, ms) -> torch.Tensor:
+    """The same recurrence on Python floats, pair by pair (no autograd needed)."""
+    B, N, M = C.shape
+    out = torch.full((B, N + 1, M + 1), INF, dtype=torch.float64)
+    for b in range(B):
+        n, m, gb = ns[b], ms[b], float(g[b])
+        Cb = C[b].tolist()
+        R = [[INF] * (M + 1) for _ in range(N + 1)]
+        R[0][0] = 0.0
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                if in_band(i - 1, j - 1, n, m, bandwidth):
+                    R[i][j] = Cb[i - 1][j - 1] + _softmin_float(R[i - 1][j - 1], R[i - 1][j], R[i][j - 1], gb)
+        out[b] = torch.tensor(R, dtype=torch.float64)
+    return out
 
 
 def soft_dtw_cost(C: torch.Tensor, gamma, *, bandwidth=None, x_lengths=None, y_lengths=None) -> torch.Tensor:
@@ -180,20 +210,21 @@ def soft_dtw_alignment(C: torch.Tensor, gamma, *, bandwidth=None, x_lengths=None
     E = torch.zeros(B, N, M, dtype=torch.float64)
     for b in range(B):
         n, m, gb = ns[b], ms[b], float(g[b])
-        Rb, Cb, Eb = R[b], C[b], E[b]
+        Rb, Cb = R[b].tolist(), C[b].tolist()  # plain floats: this loop is cell by cell
+        Eb = [[0.0] * M for _ in range(N)]
         for i in range(n - 1, -1, -1):
             for j in range(m - 1, -1, -1):
                 if i == n - 1 and j == m - 1:
-                    Eb[i, j] = 1.0
+                    Eb[i][j] = 1.0
                     continue
-                if not math.isfinite(float(Rb[i, j])):
+                if not math.isfinite(Rb[i][j]):
                     continue
                 acc = 0.0
                 for si, sj in ((i + 1, j), (i, j + 1), (i + 1, j + 1)):
-                    if si < n and sj < m and math.isfinite(float(Rb[si, sj])):
-                        acc += float(Eb[si, sj]) * math.exp((float(Rb[si, sj]) - float(Cb[si, sj])
-                                                             - float(Rb[i, j])) / gb)
-                Eb[i, j] = acc
+                    if si < n and sj < m and math.isfinite(Rb[si][sj]):
+                        acc += Eb[si][sj] * math.exp((Rb[si][sj] - Cb[si][sj] - Rb[i][j]) / gb)
+                Eb[i][j] = acc
+        E[b] = torch.tensor(Eb, dtype=torch.float64)
     return E
 
 
