@@ -8,18 +8,20 @@ per layer:
   kNN search per layer (`vtalign.ops.cosine_knn`), then one pass over the
   `[L, N, k]` index lists for every pair at once (`knn_overlap` for mutual kNN,
   the C++ `list_scores` kernel for the others).
-- `cka`, `unbiased_cka`: the HSIC terms reduce to Frobenius inner products of
-  Gram matrices, <K_a, L_b> = ||A_aᵀ B_b||². We take whichever of two exact
-  routes costs fewer flops: the *Gram route* builds row blocks of every layer's
-  Gram once and contracts all pairs with one GEMM per block (N² work, good for
-  N <= D); the *covariance route* accumulates the D_a x D_b cross-covariances
-  (N·D_a·D_b work, good for N > D, and the only way at N = 50k). Neither holds
-  an N x N matrix.
+- `cka`, `unbiased_cka` (one pass serves both, `GramTerms`): on centred
+  features both HSIC estimators reduce to Frobenius inner products of Gram
+  matrices, <K_a, L_b> = ||A_aᵀ B_b||², plus per-layer diagonals. We take
+  whichever of two exact routes costs fewer flops: the *Gram route* builds row
+  blocks of every layer's Gram once and contracts all pairs with one GEMM per
+  block (N² work, good for N <= D); the *covariance route* accumulates the
+  D_a x D_b cross-products (N·D_a·D_b work, good for N > D, and the only way at
+  N = 50k). Neither holds an N x N matrix.
 - `cknna`: the masked Gram entries it needs are exactly the similarities on the
-  kNN lists (j ∈ N_A(i) ∩ N_B(i)), so the N·k list values replace the N x N
-  Grams and the C++ `cknna_terms` kernel sums them for every pair.
+  kNN lists (j ∈ N_A(i) ∩ N_B(i)), so the N·k list values (float64) replace the
+  N x N Grams and the C++ `cknna_terms` kernel sums them for every pair.
 
-All reductions run in float64.
+Products of float32 features run as float32 GEMMs (on centred data, so nothing
+cancels); every sum across GEMM blocks and every HSIC term is float64.
 """
 from __future__ import annotations
 
@@ -160,7 +162,9 @@ def _unit64(x: torch.Tensor, normalize: bool) -> torch.Tensor:
 
 
 def _row_chunk(n_cols: int, workspace: int, min_rows: int = 64) -> int:
-    return max(min_rows, workspace // max(1, 8 * n_cols))
+    """Rows per chunk so that the ~4 float64 temporaries of a chunk (cast,
+    normalised, centred, product) fit in `workspace` bytes together."""
+    return max(min_rows, workspace // max(1, 4 * 8 * n_cols))
 
 
 class _LayerStats:
@@ -362,10 +366,12 @@ def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = Tr
         # saves normalising every gathered [chunk, k, D] block.
         inv = None
         if normalize:  # in row chunks: never a float64 copy of the whole layer
-            inv = torch.cat([1.0 / torch.linalg.vector_norm(x[s:s + chunk * k].to(torch.float64), dim=1)
-                             .clamp_min(1e-12) for s in range(0, n, chunk * k)])
+            nc = _row_chunk(x.shape[1], int(max_workspace_bytes))
+            inv = torch.cat([1.0 / torch.linalg.vector_norm(x[s:s + nc].to(torch.float64), dim=1)
+                             .clamp_min(1e-12) for s in range(0, n, nc)])
         for s in range(0, n, chunk):
-            dots = torch.einsum("cd,ckd->ck", x[s:s + chunk].to(torch.float64), x[il[s:s + chunk]].to(torch.float64))
+            nb = x[il[s:s + chunk]].to(torch.float64)  # [c, k, D]
+            dots = torch.bmm(nb, x[s:s + chunk].to(torch.float64).unsqueeze(2)).squeeze(2)
             if normalize:
                 dots = dots * inv[s:s + chunk, None] * inv[il[s:s + chunk]]
             out[l, s:s + chunk] = dots.cpu()
