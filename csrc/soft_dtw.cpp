@@ -213,7 +213,7 @@ struct Geom {
 // Split [a, b] among the team; a short range goes to thread 0 alone.
 inline void team_share(int64_t a, int64_t b, int tid, int nt, int64_t& s, int64_t& e) {
   const int64_t len = b - a + 1;
-  if (nt <= 1 || len < 256 * nt) {
+  if (nt <= 1 || len < 128 * nt) {
     s = tid == 0 ? a : b + 1;
     e = tid == 0 ? b : b;
     return;
