@@ -47,3 +47,17 @@ def in_subprocess(module: str, *args: str, timeout: float = 1800) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{module} worker {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# Rows every suite records while it runs; `benchmarks.report` (what `vtalign
+# bench` runs) turns them into results.json, ratio charts and the README table.
+RESULTS: list[dict] = []
+
+
+def record(suite: str, case: str, impl: str, seconds: float | None = None, *, peak_mib: float | None = None,
+           **extra) -> dict:
+    """Store one measurement. Within a (suite, case), the row with impl "vtalign"
+    is the one every other implementation's speed is compared with."""
+    row = dict(suite=suite, case=case, impl=impl, seconds=seconds, peak_mib=peak_mib, **extra)
+    RESULTS.append(row)
+    return row

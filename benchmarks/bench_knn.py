@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from benchmarks._measure import best_of, in_subprocess, reset_peak, rss_mib
+from benchmarks._measure import best_of, in_subprocess, record, reset_peak, rss_mib
 
 SIZES = {
     "small": dict(pairs=dict(L=6, N=512, D=256, k=10), knn=dict(N=8000, D=256, k=10)),
@@ -125,7 +125,10 @@ def run(size: str = "full") -> str:
     t_once = best_of(lambda: once_per_layer(fa, fb, p["k"]), repeat=2)
     t_loop = best_of(lambda: per_pair_loop(fa, fb, p["k"]), repeat=1, warmup=0)
     s_vt = layerwise_alignment(fa, fb, k=p["k"]).scores
-    same = torch.allclose(s_vt, per_pair_loop(fa[:, :2], fb[:, :2], p["k"]).double(), atol=0) if False else None
+    case = f"all-pairs mutual kNN {p['L']}x{p['L']}, N={p['N']}, D={p['D']}"
+    record("knn", case, "vtalign", t_vt)
+    record("knn", case, "per-pair loop (platonic-rep)", t_loop)
+    record("knn", case, "torch once per layer", t_once)
     agree = float((s_vt[:2, :2] - per_pair_loop(fa[:, :2], fb[:, :2], p["k"])).abs().max())
     lines += [f"## All-pairs mutual kNN: {p['L']}x{p['L']} layer pairs, N={p['N']}, D={p['D']}, k={p['k']}",
               "", "| implementation | seconds | vtalign speed-up |", "|---|---|---|",
@@ -133,7 +136,6 @@ def run(size: str = "full") -> str:
               f"| torch, kNN once per layer + dense masks | {t_once:.3f} | **{t_once / t_vt:.1f}x** |",
               f"| vtalign `layerwise_alignment` | {t_vt:.3f} | 1.0x |", "",
               f"Max |score difference| vtalign vs per-pair loop on the first 2x2 pairs: {agree:.1e}.", ""]
-    del same
 
     q = cfg["knn"]
     rows = []
@@ -153,6 +155,10 @@ def run(size: str = "full") -> str:
         recall = float((a.unsqueeze(-1) == b.unsqueeze(-2)).any(-1).float().mean())
     names = {"vtalign": "vtalign `cosine_knn` (C++ selection, symmetric tiles)",
              "faiss": "faiss-cpu `IndexFlatIP` (exact)", "gemm": "bare tiled GEMM N x N x D (no selection)"}
+    case = f"cosine kNN N={q['N']}, D={q['D']}, k={q['k']}"
+    for r in rows:
+        record("knn", case, {"vtalign": "vtalign", "faiss": "faiss-cpu IndexFlatIP", "gemm": "bare GEMM"}[r["impl"]],
+               r["seconds"], peak_mib=r["peak_extra_mib"])
     lines += [f"## Exact cosine kNN: N={q['N']}, D={q['D']}, k={q['k']} (float32, one fresh process each)", "",
               "| implementation | seconds | peak memory over input (MiB) | vtalign speed-up |", "|---|---|---|---|"]
     for r in rows:

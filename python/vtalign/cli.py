@@ -75,6 +75,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    import vtalign
+
+    # the suites live in the source checkout's benchmarks/ (next to python/vtalign)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(vtalign.__file__))))
+    if not os.path.isfile(os.path.join(root, "benchmarks", "report.py")):
+        raise FileNotFoundError("vtalign bench runs the suites in benchmarks/ of a source checkout "
+                                "(pip install -e .); none was found next to the installed package")
+    sys.path.insert(0, root)
+    from benchmarks.report import main as bench_main
+
+    return bench_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vtalign.probe.metrics import METRICS
 
@@ -117,13 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--quiet", action="store_true")
     de.set_defaults(func=_cmd_demo)
+
+    sub.add_parser("bench", help="every benchmark suite vs installed peers, static GPU table, H100 floors "
+                                 "(options: --size small|full --out DIR --compare OLD.json --suites ...)",
+                   add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its options belong to benchmarks.report
+        args = argparse.Namespace(cmd="bench")
+        run = lambda: _cmd_bench(args, argv[1:])  # noqa: E731
+    else:
+        args = build_parser().parse_args(argv)
+        run = lambda: args.func(args)  # noqa: E731
     try:
-        return args.func(args)
+        return run()
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"vtalign {args.cmd}: error: {e}", file=sys.stderr)
         return 2
