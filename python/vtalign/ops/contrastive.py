@@ -25,7 +25,7 @@ import torch
 from vtalign.ops._common import check_finite, check_same_device, check_tensor, resolve_backend
 from vtalign.reference import contrastive as ref
 
-DEFAULT_WORKSPACE = 16 << 20
+DEFAULT_WORKSPACE = 64 << 20  # a few [chunk, B] tiles; larger chunks amortise per-op overhead
 REDUCTIONS = ("mean", "sum", "none")
 POOLS = ("mean", "max", "lse")
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -66,6 +66,14 @@ def _diag_cells(offset: int, r0: int, r1: int, m: int) -> tuple[torch.Tensor, to
 
 
 # ----------------------------------------------------------------------------- CPU core
+# Each chunk of logits is touched as few times as possible: the products dominate,
+# but on a CPU every extra elementwise pass over a [chunk, M] tile costs about as
+# much as a small fraction of a product. Row statistics take a max, one exp and a
+# sum; the column sums come from the same exponentials through a matrix-vector
+# product (below), and the backward forms both softmax terms from one exp.
+_SAFE_SPREAD = 60.0  # e^-60 keeps ~27 orders of magnitude above fp32's smallest normal e^-87
+
+
 class _ColumnLSE:
     """Online log-sum-exp down the columns across row chunks (optionally masked)."""
 
@@ -82,6 +90,12 @@ class _ColumnLSE:
         self.sum.mul_(torch.exp(self.mx - shift)).add_(torch.exp(s - shift).sum(0))
         self.mx = new
 
+    def add_sums(self, shift: torch.Tensor, sums: torch.Tensor) -> None:
+        """Fold column sums Σ_i e^{s_ij − shift} of one chunk (one scalar shift)."""
+        new = torch.maximum(self.mx, shift.expand_as(self.mx))
+        self.sum.mul_(torch.exp(self.mx - new)).add_(sums * torch.exp(shift - new))
+        self.mx = new
+
     def value(self) -> torch.Tensor:
         shift = torch.where(torch.isinf(self.mx), torch.zeros_like(self.mx), self.mx)
         return torch.log(self.sum) + shift
@@ -89,16 +103,28 @@ class _ColumnLSE:
 
 def _cpu_forward(tile_fn, n: int, m: int, scale: torch.Tensor, positives, offset: int, rows: bool,
                  cols: bool, chunk: int, dtype, device):
-    """Shared forward: `tile_fn(r0, r1) -> s/scale [r1-r0, m]` (cosine or pooled cosine)."""
+    """Shared forward: `tile_fn(r0, r1, out) -> s [r1-r0, m]`, the scaled logits of rows r0:r1.
+
+    Column sums: with row maxima m_i and E_ij = e^{s_ij − m_i} (already needed for the
+    rows), Σ_i e^{s_ij − c} = Σ_i e^{m_i − c}·E_ij is one matrix-vector product, for the
+    chunk maximum c. Terms it loses to underflow are below e^{c−87}; it is used only when
+    every column's maximum is within _SAFE_SPREAD of c (always so for scale <= 30, since
+    |s| <= scale), which keeps the loss below 1e-11 relative; otherwise a second exp pass.
+    """
     row_stats = torch.zeros(2, n, dtype=dtype, device=device)
     col_stats = torch.zeros(2, m, dtype=dtype, device=device)
     all_cols = _ColumnLSE(m, dtype, device) if cols else None
     pos_cols = _ColumnLSE(m, dtype, device) if cols and positives is not None else None
+    always_safe = 2.0 * float(scale) <= _SAFE_SPREAD
+    s_buf = torch.empty(min(chunk, n) * m, dtype=dtype, device=device)
+    e_buf = torch.empty(min(chunk, n) * m, dtype=dtype, device=device)
     for r0 in range(0, n, chunk):
         r1 = min(n, r0 + chunk)
-        s = tile_fn(r0, r1).mul_(scale)
+        s = tile_fn(r0, r1, s_buf[:(r1 - r0) * m].view(r1 - r0, m))
+        mx = s.amax(1)
+        e = torch.sub(s, mx[:, None], out=e_buf[:(r1 - r0) * m].view(r1 - r0, m)).exp_()
         if rows:
-            row_stats[0, r0:r1] = torch.logsumexp(s, 1)
+            row_stats[0, r0:r1] = mx + torch.log(e.sum(1))
             if positives is not None:
                 row_stats[1, r0:r1] = torch.logsumexp(s.masked_fill(~positives[r0:r1], float("-inf")), 1)
         if positives is None:  # one positive per row/column: its log-sum is the logit itself
@@ -109,7 +135,11 @@ def _cpu_forward(tile_fn, n: int, m: int, scale: torch.Tensor, positives, offset
             if cols:
                 col_stats[1, gj] = d
         if cols:
-            all_cols.add(s)
+            c = mx.max()
+            if always_safe or float(c - s.amax(0).min()) <= _SAFE_SPREAD:
+                all_cols.add_sums(c, torch.mv(e.T, torch.exp(mx - c)))
+            else:
+                all_cols.add(s)
             if pos_cols is not None:
                 pos_cols.add(s, positives[r0:r1])
     if cols:
@@ -119,27 +149,52 @@ def _cpu_forward(tile_fn, n: int, m: int, scale: torch.Tensor, positives, offset
     return row_stats[0] - row_stats[1], col_stats[0] - col_stats[1], row_stats, col_stats
 
 
+def _outer_factors(row_stats, col_stats, g_col):
+    """(u, g_c·v) with e^{lse_r,i − lse_c,j} = u_i·v_j, or None when the factors could overflow.
+
+    Splitting at the midpoint K of all log-sum-exps keeps u = e^{lse_r − K} and
+    v = e^{K − lse_c} within e^{±40} when the statistics span at most 80.
+    """
+    lo = torch.minimum(row_stats[0].min(), col_stats[0].min())
+    hi = torch.maximum(row_stats[0].max(), col_stats[0].max())
+    if float(hi - lo) > 80.0:
+        return None
+    k = 0.5 * (hi + lo)
+    return torch.exp(row_stats[0] - k), g_col * torch.exp(k - col_stats[0])
+
+
 def _grad_logits(s: torch.Tensor, positives, offset: int, r0: int, r1: int, rows: bool, cols: bool,
-                 row_stats, col_stats, g_row, g_col) -> torch.Tensor:
+                 row_stats, col_stats, g_row, g_col, factors=None, h_buf=None) -> torch.Tensor:
     """dL/ds for rows r0:r1 of s (overwrites s). Row part g_i·(softmax_i − softmax over P(i)),
-    column part likewise with the column statistics."""
+    column part likewise with the column statistics.
+
+    With `factors` (single positives, both directions): the column softmax is the row
+    softmax times u_i·v_j, so dL/ds = P ⊙ (g_r + u ⊗ g_c v) − diagonal: one exp pass.
+    """
     m = s.shape[1]
     pos = positives[r0:r1] if positives is not None else None
     out = None
-    if cols:
-        e = s - col_stats[0][None, :]
-        e.exp_().mul_(g_col[None, :])
-        if pos is not None:
-            p = (s - col_stats[1][None, :]).exp_().mul_(g_col[None, :])
-            e.sub_(p.masked_fill_(~pos, 0.0))
-        out = e
-    if rows:
-        if pos is not None:
-            p = (s - row_stats[1, r0:r1, None]).exp_().mul_(g_row[r0:r1, None]).masked_fill_(~pos, 0.0)
-        s.sub_(row_stats[0, r0:r1, None]).exp_().mul_(g_row[r0:r1, None])
-        if pos is not None:
-            s.sub_(p)
-        out = s if out is None else out.add_(s)
+    if factors is not None and pos is None and rows and cols:
+        u, gv = factors
+        s.sub_(row_stats[0, r0:r1, None]).exp_()
+        h = h_buf[:s.numel()].view_as(s) if h_buf is not None else torch.empty_like(s)
+        torch.addr(g_row[r0:r1, None].expand_as(s), u[r0:r1], gv, out=h)
+        out = s.mul_(h)
+    else:
+        if cols:
+            e = s - col_stats[0][None, :]
+            e.exp_().mul_(g_col[None, :])
+            if pos is not None:
+                p = (s - col_stats[1][None, :]).exp_().mul_(g_col[None, :])
+                e.sub_(p.masked_fill_(~pos, 0.0))
+            out = e
+        if rows:
+            if pos is not None:
+                p = (s - row_stats[1, r0:r1, None]).exp_().mul_(g_row[r0:r1, None]).masked_fill_(~pos, 0.0)
+            s.sub_(row_stats[0, r0:r1, None]).exp_().mul_(g_row[r0:r1, None])
+            if pos is not None:
+                s.sub_(p)
+            out = s if out is None else out.add_(s)
     if pos is None:  # the single positive: softmax over {j} is 1
         li, gj = _diag_cells(offset, r0, r1, m)
         corr = torch.zeros(len(li), dtype=out.dtype, device=out.device)
@@ -154,8 +209,10 @@ def _grad_logits(s: torch.Tensor, positives, offset: int, r0: int, r1: int, rows
 def _cpu_infonce_forward(a, b, scale, positives, offset, rows, cols, workspace):
     n, m = a.shape[0], b.shape[0]
     chunk = _rows_per_chunk(m, 3 * a.element_size(), workspace)
-    return _cpu_forward(lambda r0, r1: a[r0:r1] @ b.T, n, m, scale, positives, offset, rows, cols,
-                        chunk, a.dtype, a.device)
+    bt = b.T
+    # the scale goes into the [chunk, D] rows, not the [chunk, M] tile
+    return _cpu_forward(lambda r0, r1, out: torch.mm(a[r0:r1] * scale, bt, out=out), n, m, scale, positives,
+                        offset, rows, cols, chunk, a.dtype, a.device)
 
 
 def _cpu_infonce_backward(a, b, scale, positives, offset, rows, cols, row_stats, col_stats, g_row, g_col,
@@ -164,16 +221,19 @@ def _cpu_infonce_backward(a, b, scale, positives, offset, rows, cols, row_stats,
     chunk = _rows_per_chunk(m, 3 * a.element_size(), workspace)
     da = torch.empty_like(a)
     db = torch.zeros_like(b)
-    dscale = torch.zeros((), dtype=a.dtype, device=a.device)
+    factors = _outer_factors(row_stats, col_stats, g_col) if positives is None and rows and cols else None
+    s_buf = torch.empty(min(chunk, n) * m, dtype=a.dtype, device=a.device)
+    h_buf = torch.empty(min(chunk, n) * m, dtype=a.dtype, device=a.device) if factors is not None else None
+    bt = b.T
     for r0 in range(0, n, chunk):
         r1 = min(n, r0 + chunk)
-        cos = a[r0:r1] @ b.T
-        g = _grad_logits(cos * scale, positives, offset, r0, r1, rows, cols, row_stats, col_stats,
-                         g_row, g_col)
-        dscale += torch.dot(g.reshape(-1), cos.reshape(-1))
-        del cos
+        s = torch.mm(a[r0:r1] * scale, bt, out=s_buf[:(r1 - r0) * m].view(r1 - r0, m))
+        g = _grad_logits(s, positives, offset, r0, r1, rows, cols, row_stats, col_stats, g_row, g_col,
+                         factors, h_buf)
         torch.mm(g, b, out=da[r0:r1]).mul_(scale)
         db.addmm_(g.T, a[r0:r1], alpha=float(scale))
+    # Σ_ij dL/ds_ij · cos_ij = Σ_i <da_i, a_i> / scale: no extra pass over the tiles
+    dscale = torch.dot(da.reshape(-1), a.reshape(-1)) / scale
     return da, db, dscale
 
 
@@ -209,8 +269,9 @@ def _cpu_slot_forward(ta, vb, valid, scale, positives, offset, rows, cols, pool,
     # frame-major copies (O(B·T·D)): bmm on transposed views takes a slow strided path
     ta_t, vb_t = ta.transpose(0, 1).contiguous(), vb.transpose(0, 1).contiguous()
 
-    def tile(r0, r1):
-        return _pool_frames(torch.bmm(ta_t[:, r0:r1], vb_t.transpose(1, 2)), valid, pool, tau)
+    def tile(r0, r1, out):
+        return torch.mul(_pool_frames(torch.bmm(ta_t[:, r0:r1], vb_t.transpose(1, 2)), valid, pool, tau), scale,
+                         out=out)
 
     chunk = _slot_chunk(m, t, ta.element_size(), workspace)
     return _cpu_forward(tile, n, m, scale, positives, offset, rows, cols, chunk, ta.dtype, ta.device)
