@@ -17,7 +17,7 @@ per layer:
   D_a x D_b cross-products (N·D_a·D_b work, good for N > D, and the only way at
   N = 50k). Neither holds an N x N matrix.
 - `cknna`: the masked Gram entries it needs are exactly the similarities on the
-  kNN lists (j ∈ N_A(i) ∩ N_B(i)), so the N·k list values (float64) replace the
+  kNN lists (j ∈ N_A(i) ∩ N_B(i)), so the N·k list values replace the
   N x N Grams and the C++ `cknna_terms` kernel sums them for every pair.
 
 Products of float32 features run as float32 GEMMs (on centred data, so nothing
@@ -355,8 +355,9 @@ def cka_scores(layers_a: Layers, layers_b: Layers, *, unbiased: bool = False, no
 
 def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = True,
                       max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
-    """Float64 similarities `[L, N, k]` of each row with its listed neighbours,
-    <x̂_i, x̂_j> for j in idx[l, i] -- the only Gram entries CKNNA reads."""
+    """Similarities `[L, N, k]` (float64) of each row with its listed neighbours,
+    <x̂_i, x̂_j> for j in idx[l, i] -- the only Gram entries CKNNA reads. Dots run
+    in the features' precision (float32 or float64), the normalisation in float64."""
     L, n, k = idx.shape
     out = torch.empty(L, n, k, dtype=torch.float64)
     for l, x in enumerate(layers):
@@ -369,9 +370,10 @@ def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = Tr
             nc = _row_chunk(x.shape[1], int(max_workspace_bytes))
             inv = torch.cat([1.0 / torch.linalg.vector_norm(x[s:s + nc].to(torch.float64), dim=1)
                              .clamp_min(1e-12) for s in range(0, n, nc)])
+        dt = _gemm_dtype(x)  # float32 features: float32 dots, like the kNN ranking itself
         for s in range(0, n, chunk):
-            nb = x[il[s:s + chunk]].to(torch.float64)  # [c, k, D]
-            dots = torch.bmm(nb, x[s:s + chunk].to(torch.float64).unsqueeze(2)).squeeze(2)
+            nb = x[il[s:s + chunk]].to(dt)  # [c, k, D]
+            dots = torch.bmm(nb, x[s:s + chunk].to(dt).unsqueeze(2)).squeeze(2).to(torch.float64)
             if normalize:
                 dots = dots * inv[s:s + chunk, None] * inv[il[s:s + chunk]]
             out[l, s:s + chunk] = dots.cpu()
