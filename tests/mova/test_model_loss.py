@@ -87,7 +87,7 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(gen):
     opt.step()
     with torch.no_grad():
         after, _ = fn(model(frames, valid, caps))
-    assert float(after) < float(before)
+    assert float(after) < float(before.detach())
 
 
 def test_seeded_training_repeats_exactly(gen):

@@ -22,6 +22,7 @@ def test_cli_prints_table_and_writes_json(tmp_path, capsys):
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res["s2dtw"]) == {"t2v", "v2t"} and "R@1" in res["baseline"]["t2v"]
+    assert 0.0 <= res["augmentation_permuted_fraction"] <= 1.0
     assert "| S2DTW (VT-TWINS) | t2v |" in capsys.readouterr().out
 
 

@@ -36,6 +36,7 @@ class TwinsTrainConfig:
     embed_dim: int = 32
     hidden: int = 128
     augment: bool = True
+    aug_sharpness: float = 50.0
     temperature: float = 1.0
     gamma: float = 0.1
     smoothing_gamma: float = 0.1
@@ -48,21 +49,26 @@ def _encoders(data: ClipCaptionSequences, cfg: TwinsTrainConfig, seed: int) -> S
 
 
 def train_twins(train: ClipCaptionSequences, cfg: TwinsTrainConfig, seed: int, stream=sys.stderr
-                ) -> SequenceEncoders:
+                ) -> tuple[SequenceEncoders, float]:
+    """The S2DTW model and the fraction of sequences the augmentation actually permuted."""
     model = _encoders(train, cfg, seed)
     loss_fn = TwinsLoss(temperature=cfg.temperature, gamma=cfg.gamma, smoothing_gamma=cfg.smoothing_gamma,
                         null_cost=cfg.null_cost)
-    aug = TemporalAugmentation() if cfg.augment else None
+    aug = TemporalAugmentation(sharpness=cfg.aug_sharpness) if cfg.augment else None
     g = torch.Generator().manual_seed(seed + 2)
+    counts = [0, 0]  # sequences permuted, sequences seen
 
     def step_loss(b: ClipCaptionSequences) -> torch.Tensor:
         clips, caps = model(b.clips, b.captions)
         if aug is not None:
-            clips, caps = aug(clips, g)[0], aug(caps, g)[0]
+            (clips, pc), (caps, pt) = aug(clips, g), aug(caps, g)
+            for p in (pc, pt):
+                counts[0] += int((p != torch.arange(p.shape[1])).any(1).sum())
+                counts[1] += p.shape[0]
         return loss_fn(clips, caps)
 
     fit("s2dtw", list(model.parameters()), step_loss, train, cfg, seed + 1, stream)
-    return model.eval()
+    return model.eval(), counts[0] / max(1, counts[1])
 
 
 def train_baseline(train: ClipCaptionSequences, cfg: TwinsTrainConfig, seed: int, stream=sys.stderr
@@ -94,9 +100,10 @@ def run(seed: int = 0, n_train: int = 2048, n_test: int = 256, cfg: TwinsTrainCo
     """Train both models with the same budget and evaluate them; returns the result dict."""
     train, test = sequence_splits(n_train, n_test, config=data_config, seed=seed)
     t0 = time.perf_counter()
-    twins = train_twins(train, cfg, seed, stream)
+    twins, shuffled = train_twins(train, cfg, seed, stream)
     baseline = train_baseline(train, cfg, seed, stream)
     out = evaluate(twins, baseline, test, cfg)
+    out["augmentation_permuted_fraction"] = shuffled
     out["seconds"] = time.perf_counter() - t0
     out["setup"] = {"seed": seed, "n_train": n_train, "n_test": n_test, "train": cfg.__dict__,
                     "data": data_config.__dict__}
@@ -118,6 +125,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these models are small, and on a shared machine "
                         "extra threads mostly wait on each other)")
+    p.add_argument("--aug-sharpness", type=float, default=TwinsTrainConfig.aug_sharpness,
+                   help="softmin sharpness of the augmentation's permutation weights (VT-TWINS: 50)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -127,7 +136,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error("only --synthetic is supported: real features are not shipped with vtalign")
     if args.steps < 1 or args.batch_size < 2 or args.n_train < args.batch_size or args.n_test < 10:
         p.error("need --steps >= 1, --batch-size >= 2, --n-train >= --batch-size and --n-test >= 10")
-    cfg = TwinsTrainConfig(steps=args.steps, batch_size=args.batch_size, augment=not args.no_augment)
+    if not args.aug_sharpness >= 0 or args.aug_sharpness == float("inf"):
+        p.error("--aug-sharpness must be finite and >= 0")
+    cfg = TwinsTrainConfig(steps=args.steps, batch_size=args.batch_size, augment=not args.no_augment,
+                           aug_sharpness=args.aug_sharpness)
     try:
         data_config = SequenceConfig(n_events=args.n_events)
         data_config.validate()
@@ -137,6 +149,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"held-out synthetic sequences: {args.n_test} pairs, seed {args.seed}, {cfg.steps} steps × "
           f"batch {cfg.batch_size} for each model ({res['seconds']:.0f} s)")
     print(format_table({"S2DTW (VT-TWINS)": res["s2dtw"], "mean-pool baseline": res["baseline"]}))
+    if cfg.augment:
+        print(f"temporal augmentation permuted {100 * res['augmentation_permuted_fraction']:.1f}% of the sequences")
     if args.json:
         write_json_atomic(args.json, res)
     return 0
