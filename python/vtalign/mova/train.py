@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -55,9 +55,14 @@ def _progress(name: str, step: int, total: int, loss: float, t0: float, stream) 
     stream.flush()
 
 
-def fit(name: str, params: list[torch.nn.Parameter], step_loss: Callable[[LongVideoText], torch.Tensor],
-        data: LongVideoText, cfg: TrainConfig, seed: int, stream=sys.stderr) -> list[float]:
-    """AdamW with cosine decay over `cfg.steps` minibatches drawn with `seed`; returns the losses."""
+def fit(name: str, params: list[torch.nn.Parameter], step_loss: Callable[[Any], torch.Tensor],
+        data: Any, cfg: Any, seed: int, stream=sys.stderr) -> list[float]:
+    """AdamW with cosine decay over `cfg.steps` minibatches drawn with `seed`; returns the losses.
+
+    `data` is any set with `len()` and `subset(idx)` (the synthetic sets of `vtalign.data`);
+    `cfg` needs steps, batch_size, lr and weight_decay. Batches are drawn without
+    replacement, epoch by epoch, from a generator seeded with `seed`.
+    """
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     g = torch.Generator().manual_seed(seed)
