@@ -13,6 +13,7 @@ is timed on all pairs, and both sides' scores are compared on the timed pairs.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -166,7 +167,8 @@ def run(size: str) -> str:
     head = [f"N = {n}, {L} x {L} layer pairs, D = {D}, k = {k}, float32 features, CPU.",
             f"Baseline: platonic-rep's per-pair loop, timed on {len(pairs)} pairs and scaled by "
             f"{L * L}/{len(pairs)} (every pair has the same shapes). vtalign: all pairs, timed.",
-            "CPU = process CPU seconds over all threads (steadier than wall time on a shared machine).",
+            "CPU = process CPU seconds over all threads (steadier than wall time on a shared machine). "
+            f"Threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.",
             "",
             "| metric | platonic-rep CPU s | vtalign CPU s | CPU ratio | platonic-rep wall s | vtalign wall s "
             "| wall ratio | max abs diff on timed pairs |",
