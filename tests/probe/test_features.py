@@ -64,7 +64,9 @@ def test_streamed_file_scores_equal_in_memory(ext, feats, tmp_path, gen):
 
 
 @pytest.mark.parametrize("outliers", ["exact", "approximate"])
-def test_streamed_outlier_clamp_follows_the_stored_layout(outliers, feats, tmp_path, gen):
+def test_streamed_outlier_clamp_follows_the_stored_layout(outliers, feats, tmp_path, gen, monkeypatch):
+    import vtalign.probe.outliers as O
+    monkeypatch.setattr(O, "_CHUNK_ELEMS", 100)  # stream the rows in many small blocks
     """A stacked file shares one threshold across layers, a per-layer file gets one each."""
     other = torch.randn(40, 2, 5, generator=gen)
     big = feats.clone()

@@ -16,8 +16,9 @@ from vtalign.ops.knn import DEFAULT_WORKSPACE
 from vtalign.probe.features import FeatureFile
 from vtalign.probe.metrics import (METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_count,
                                    layer_lists)
+from vtalign.probe import outliers as _outliers
 from vtalign.probe.outliers import MODES as OUTLIER_MODES
-from vtalign.probe.outliers import outlier_threshold
+from vtalign.probe.outliers import outlier_threshold, quantile_sum
 
 Features = Union[torch.Tensor, Sequence[torch.Tensor], FeatureFile]
 
@@ -64,9 +65,11 @@ def _streamed_thresholds(ff: FeatureFile, exact: bool, q: float) -> list[float]:
     `[N, L, D]` (platonic-rep's tensor rule), one per layer otherwise."""
     if not ff.stacked:
         return [outlier_threshold(ff.layer(i), q, exact=exact) for i in range(len(ff))]
-    # The shared threshold needs every layer of each sample; the exact rule also
-    # needs a global order statistic, so the whole array is read for it.
-    t = outlier_threshold(ff.load(), q, exact=exact)
+    if exact:  # a global order statistic: the whole array is read for it
+        t = outlier_threshold(ff.load(), q, exact=True)
+    else:  # each sample's quantile spans its L·D entries, contiguous on disk: stream row blocks
+        step = max(1, _outliers._CHUNK_ELEMS // max(1, sum(ff.dims)))
+        t = sum(quantile_sum(ff.rows(s, s + step), q) for s in range(0, ff.n, step)) / ff.n
     return [t] * len(ff)
 
 

@@ -99,6 +99,12 @@ class FeatureFile(Sequence):
             check_finite(f"{self.path} layer {i}", t)
         return t
 
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Samples start:stop of every layer of a stacked file, `[c, L, D]` (contiguous on disk)."""
+        if not self.stacked:
+            raise ValueError(f"{self.path} stores layers separately; read them with layer(i)")
+        return _to_tensor(self._sources[0][start:stop])
+
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self.layer(j) for j in range(*i.indices(len(self)))]

@@ -37,7 +37,15 @@ def outlier_threshold(feats: torch.Tensor, q: float = 0.95, *, exact: bool = Fal
         pos = min(int(q * flat.numel()), flat.numel() - 1)
         return float(torch.kthvalue(flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat,
                                     pos + 1).values)
-    rows = feats.detach().flatten(start_dim=1)
+    n = feats.shape[0]
+    return quantile_sum(feats, q) / n
+
+
+def quantile_sum(rows: torch.Tensor, q: float) -> float:
+    """Σ over samples (dim 0) of each sample's q-quantile of |x| (linear
+    interpolation, as `torch.quantile`), in row chunks; summing chunk results lets
+    a caller stream the rows of a large file through it."""
+    rows = rows.detach().flatten(start_dim=1)
     n, m = rows.shape
     chunk = max(1, _CHUNK_ELEMS // m)
     pos = q * (m - 1)
@@ -48,7 +56,7 @@ def outlier_threshold(feats: torch.Tensor, q: float = 0.95, *, exact: bool = Fal
     for s in range(0, n, chunk):
         srt = rows[s:s + chunk].abs().sort(dim=1).values.to(torch.float64)
         total += (srt[:, lo] + frac * (srt[:, hi] - srt[:, lo])).sum()
-    return float(total / n)
+    return float(total)
 
 
 def remove_outliers(feats: torch.Tensor, q: float = 0.95, *, exact: bool = False) -> torch.Tensor:
