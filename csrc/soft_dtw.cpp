@@ -9,8 +9,10 @@
 // only on the two previous diagonals, so the inner loop over I has no carried
 // dependency and contiguous loads/stores: it is written branch-free, with our
 // own polynomial exp/log (no libm calls), so the compiler vectorises it
-// (`omp simd`). The cost is copied into the same layout per pair ("skewed") in
-// cache-sized tiles, and E is copied back out the same way.
+// (`omp simd`). The cost is read along the diagonal in place (a strided gather;
+// each cache line serves 8-16 consecutive diagonals), and the backward keeps
+// only three diagonals of E and of C alive, writing each finished diagonal of E
+// straight into the [N, M] output: memory is R plus O(N) per thread.
 //
 // Soft-min: the three arguments are sorted branch-free (min, median, max), so
 // softmin = min − γ·log(1 + e^{(min−med)/γ} + e^{(min−max)/γ}): two exps and one
@@ -229,8 +231,6 @@ inline void team_barrier(int nt) {
   }
 }
 
-constexpr int64_t kTile = 64;
-
 // Interior cells of diagonal D outside the band interval [a, b] get `v`, so no
 // later read meets an unwritten cell (+inf for R, 0 for E).
 template <typename T>
@@ -245,57 +245,12 @@ void fill_outside(const Geom& g, int64_t D, int64_t a, int64_t b, T* buf, T v) {
   for (int64_t I = b + 1; I <= hi; ++I) d[I] = v;
 }
 
-// Cd[at(I, J)] = C[I-1, J-1] for the interior; row n+1 / column m+1 get 0.
-template <typename T>
-void skew_cost(const Geom& g, const T* C, int64_t rs, T* Cd, int tid, int nt) {
-  const int64_t n = g.n, m = g.m;
-  const int64_t nblk = (n + kTile - 1) / kTile;
-  // Row blocks keep the rows being read cache-resident; within a block each
-  // diagonal is written contiguously (the reads are a strided gather).
-  for (int64_t blk = tid; blk < nblk; blk += nt) {
-    const int64_t i0 = 1 + blk * kTile, i1 = std::min(n, i0 + kTile - 1);
-    for (int64_t D = i0 + 1; D <= i1 + m; ++D) {
-      const int64_t a = std::max(i0, D - m), b = std::min(i1, D - 1);
-      T* __restrict__ dst = Cd + g.base[D];
-      const T* __restrict__ src = C + (D - 2);  // C[I-1, D-I-1] = src[(I-1)*(rs-1)]
-#pragma omp simd
-      for (int64_t I = a; I <= b; ++I) dst[I] = src[(I - 1) * (rs - 1)];
-    }
-  }
-  if (tid == 0) {
-    for (int64_t J = 0; J <= m + 1; ++J) Cd[g.at(n + 1, J)] = T(0);
-    for (int64_t I = 0; I <= n; ++I) Cd[g.at(I, m + 1)] = T(0);
-  }
-}
-
-// Eout[I-1, J-1] = scale * Ed[I, J] on the pair's block, 0 on the padding.
-template <typename T>
-void unskew_alignment(const Geom& g, const T* Ed, T scale, T* Eout, int64_t N, int64_t M, int tid,
-                      int nt) {
-  const int64_t n = g.n, m = g.m;
-  const int64_t nblk = (n + kTile - 1) / kTile;
-  for (int64_t blk = tid; blk < nblk; blk += nt) {
-    const int64_t i0 = 1 + blk * kTile, i1 = std::min(n, i0 + kTile - 1);
-    for (int64_t D = i0 + 1; D <= i1 + m; ++D) {
-      const int64_t a = std::max(i0, D - m), b = std::min(i1, D - 1);
-      const T* __restrict__ src = Ed + g.base[D];
-      T* __restrict__ dst = Eout + (D - 2);
-#pragma omp simd
-      for (int64_t I = a; I <= b; ++I) dst[(I - 1) * (M - 1)] = src[I] * scale;
-    }
-    if (m < M)
-      for (int64_t I = i0; I <= i1; ++I) std::fill(Eout + (I - 1) * M + m, Eout + I * M, T(0));
-  }
-  for (int64_t I = n + 1 + tid; I <= N; I += nt) std::fill(Eout + (I - 1) * M, Eout + I * M, T(0));
-}
-
 // ---------------------------------------------------------------- forward
 template <typename T>
-void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* Cd, T* R, T* value, int tid,
+void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* R, int64_t slot, T* value, int tid,
                   int nt) {
   const int64_t n = g.n, m = g.m;
   const T inv = T(1) / gamma;
-  skew_cost(g, C, rs, Cd, tid, nt);
   if (tid == 0) {
     R[g.at(0, 0)] = T(0);
     for (int64_t J = 1; J <= m + 1; ++J) R[g.at(0, J)] = kInf<T>;
@@ -309,7 +264,9 @@ void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* Cd, T* R, T
     int64_t s, e;
     team_share(a, b, tid, nt, s, e);
     const int64_t bd = g.base[D], b1 = g.base[D - 1], b2 = g.base[D - 2];
-    const T* __restrict__ cd = Cd;
+    // C[I-1, J-1] with J = D - I sits at I*(rs-1) + (D-1-rs): a strided gather
+    const int64_t c0 = D - 1 - rs, cst = rs - 1;
+    const T* __restrict__ c = C;
     T* __restrict__ r = R;
 #pragma omp simd
     for (int64_t I = s; I <= e; ++I) {
@@ -321,66 +278,86 @@ void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* Cd, T* R, T
       const T mx = hi_xy < z ? z : hi_xy;
       const T md = lo_xy < z ? (hi_xy < z ? hi_xy : z) : lo_xy;
       const T s3 = T(1) + exp_nonpos((mn - md) * inv) + exp_nonpos((mn - mx) * inv);
-      const T v = cd[bd + I] + (mn - gamma * log_pos(s3));
+      const T v = c[c0 + I * cst] + (mn - gamma * log_pos(s3));
       r[bd + I] = mn < kInf<T> ? v : kInf<T>;
     }
     team_barrier(nt);
   }
   if (tid == 0) {
     *value = R[g.at(n, m)];
-    // The backward border: successors outside the grid weigh e^{-inf} = 0, and
-    // (n+1, m+1) carries E = 1 into (n, m) with weight e^0.
-    for (int64_t J = 0; J <= m; ++J) R[g.at(n + 1, J)] = -kInf<T>;
+    // The backward's border: successors outside the grid weigh e^{-inf} = 0.
+    for (int64_t J = 0; J <= m + 1; ++J) R[g.at(n + 1, J)] = -kInf<T>;
     for (int64_t I = 0; I <= n; ++I) R[g.at(I, m + 1)] = -kInf<T>;
-    R[g.at(n + 1, m + 1)] = R[g.at(n, m)];
+    // a shorter pair leaves the end of its slot unused: define it (outputs are deterministic)
+    std::fill(R + g.size(), R + slot, T(0));
   }
   team_barrier(nt);
 }
 
 // --------------------------------------------------------------- backward
-// Ed[at(I,J)] = Σ_s Ed[s]·e^{(R[s] − C[s] − R[I,J])/γ} over the three successors;
-// then E (times `scale`) is written back to [N, M] layout and <E, C> returned.
-// Out-of-band interior cells of Ed hold 0, so the copy back needs no band test.
+// E[I,J] = Σ_s E[s]·e^{(R[s] − C[s] − R[I,J])/γ} over the three successors, E[n,m] = 1.
+// Only three diagonals of E and of C are alive at a time (rings of 3 slots indexed
+// by I; slot D % 3): C is gathered once per cell, and each finished diagonal of E
+// (times `scale`) goes straight to the [N, M] output. Returns <E, C>.
 template <typename T>
-double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma, T scale, T* Cd,
-                     T* Ed, T* Eout, int64_t N, int64_t M, int tid, int nt, double* partial) {
-  const int64_t n = g.n, m = g.m;
+double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma, T scale, T* ring,
+                     T* Eout, int64_t N, int64_t M, int tid, int nt, double* partial) {
+  const int64_t n = g.n, m = g.m, L = n + 2;
   const T inv = T(1) / gamma;
-  skew_cost(g, C, rs, Cd, tid, nt);
-  if (tid == 0) {
-    for (int64_t J = 0; J <= m; ++J) Ed[g.at(n + 1, J)] = T(0);
-    for (int64_t I = 0; I <= n; ++I) Ed[g.at(I, m + 1)] = T(0);
-    Ed[g.at(n + 1, m + 1)] = T(1);
-  }
+  T* cring = ring;
+  T* ering = ring + 3 * L;
+  if (tid == 0) std::fill(ring, ring + 6 * L, T(0));
+  // padding of the output: rows past n, columns past m
+  for (int64_t I = 1 + tid; I <= n; I += nt) std::fill(Eout + (I - 1) * M + m, Eout + I * M, T(0));
+  for (int64_t I = n + 1 + tid; I <= N; I += nt) std::fill(Eout + (I - 1) * M, Eout + I * M, T(0));
   team_barrier(nt);
   double ec = 0.0;  // <E, C> over this thread's cells
   for (int64_t D = n + m; D >= 2; --D) {
     int64_t a, b;
     g.range(D, a, b);
-    if (g.band >= 0 && tid == 0) fill_outside(g, D, a, b, Ed, T(0));  // no mass out of band
+    T* ed = ering + (D % 3) * L;
+    T* cd = cring + (D % 3) * L;
+    const T* e1 = ering + ((D + 1) % 3) * L;
+    const T* c1 = cring + ((D + 1) % 3) * L;
+    const T* e2 = ering + ((D + 2) % 3) * L;
+    const T* c2 = cring + ((D + 2) % 3) * L;
+    const int64_t c0 = D - 1 - rs, cst = rs - 1;  // C[I-1, J-1] = C[c0 + I*cst]
+    const int64_t o0 = D - 1 - M, ost = M - 1;    // Eout[I-1, J-1] = Eout[o0 + I*ost]
+    if (tid == 0) {  // no mass outside the band interval (and in the slot's stale entries)
+      std::fill(ed, ed + std::max<int64_t>(0, std::min(a, L)), T(0));
+      if (b + 1 < L) std::fill(ed + std::max<int64_t>(b + 1, 0), ed + L, T(0));
+      if (g.band >= 0) {
+        const int64_t lo = std::max<int64_t>(1, D - m), hi = std::min<int64_t>(n, D - 1);
+        for (int64_t I = lo; I <= hi; ++I)
+          if (I < a || I > b) Eout[o0 + I * ost] = T(0);
+      }
+    }
     int64_t s, e;
     team_share(a, b, tid, nt, s, e);
     const int64_t bd = g.base[D], b1 = g.base[D + 1], b2 = g.base[D + 2];
-    const T* __restrict__ cd = Cd;
+    const T* __restrict__ c = C;
     const T* __restrict__ r = R;
-    T* __restrict__ ed = Ed;
+    T* __restrict__ eo = Eout;
     T acc = T(0);
+    const bool last = D == n + m;  // the end cell (n, m): E = 1
 #pragma omp simd reduction(+ : acc)
     for (int64_t I = s; I <= e; ++I) {
+      const T cc = c[c0 + I * cst];
       const T rc = r[bd + I];
       // successors: (I+1, J) and (I, J+1) on D+1, (I+1, J+1) on D+2
-      const T w1 = exp_nonpos((r[b1 + I + 1] - cd[b1 + I + 1] - rc) * inv);
-      const T w2 = exp_nonpos((r[b1 + I] - cd[b1 + I] - rc) * inv);
-      const T w3 = exp_nonpos((r[b2 + I + 1] - cd[b2 + I + 1] - rc) * inv);
-      const T v = ed[b1 + I + 1] * w1 + ed[b1 + I] * w2 + ed[b2 + I + 1] * w3;
-      const T ev = rc < kInf<T> ? v : T(0);
-      ed[bd + I] = ev;
-      acc += ev * cd[bd + I];
+      const T w1 = exp_nonpos((r[b1 + I + 1] - c1[I + 1] - rc) * inv);
+      const T w2 = exp_nonpos((r[b1 + I] - c1[I] - rc) * inv);
+      const T w3 = exp_nonpos((r[b2 + I + 1] - c2[I + 1] - rc) * inv);
+      const T v = e1[I + 1] * w1 + e1[I] * w2 + e2[I + 1] * w3;
+      const T ev = last ? T(1) : (rc < kInf<T> ? v : T(0));
+      cd[I] = cc;
+      ed[I] = ev;
+      eo[o0 + I * ost] = ev * scale;
+      acc += ev * cc;
     }
     ec += static_cast<double>(acc);
     team_barrier(nt);
   }
-  unskew_alignment(g, Ed, scale, Eout, N, M, tid, nt);
   partial[tid] = ec;
   team_barrier(nt);
   double total = 0.0;
@@ -439,7 +416,6 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
   if (team_mode(P, bt.N, bt.M)) {
-    std::vector<T> cd(S);
     Geom g;
 #pragma omp parallel
     {
@@ -447,19 +423,18 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
         g.init(xl[p], yl[p], bandwidth);
-        forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], cd.data(), r + p * S, val + p, tid, nt);
+        forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, val + p, tid, nt);
       }
     }
     return;
   }
 #pragma omp parallel
   {
-    std::vector<T> cd(S);
     Geom g;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t p = 0; p < P; ++p) {
       g.init(xl[p], yl[p], bandwidth);
-      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], cd.data(), r + p * S, val + p, 0, 1);
+      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, val + p, 0, 1);
     }
   }
 }
@@ -487,7 +462,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
   if (team_mode(P, bt.N, bt.M)) {
-    std::vector<T> cd(S), ed(S);
+    std::vector<T> ring(6 * (bt.N + 2));
     std::vector<double> partial(omp_get_max_threads());
     Geom g;
 #pragma omp parallel
@@ -496,8 +471,8 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
         g.init(xl[p], yl[p], bandwidth);
-        const double v = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], cd.data(),
-                                          ed.data(), e + p * NM, bt.N, bt.M, tid, nt, partial.data());
+        const double v = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], ring.data(),
+                                          e + p * NM, bt.N, bt.M, tid, nt, partial.data());
         if (tid == 0) ec[p] = v;
       }
     }
@@ -505,13 +480,13 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
   }
 #pragma omp parallel
   {
-    std::vector<T> cd(S), ed(S);
+    std::vector<T> ring(6 * (bt.N + 2));
     Geom g;
     double partial = 0.0;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t p = 0; p < P; ++p) {
       g.init(xl[p], yl[p], bandwidth);
-      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], cd.data(), ed.data(),
+      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], ring.data(),
                                e + p * NM, bt.N, bt.M, 0, 1, &partial);
     }
   }

@@ -148,23 +148,26 @@ class _GemmCost(torch.autograd.Function):
     def forward(ctx, x, y, sq: bool, offset: float, pairwise: bool):
         ctx.save_for_backward(x, y)
         ctx.sq, ctx.pairwise = sq, pairwise
-        if pairwise:
-            B1, N, D = x.shape
-            B2, M, _ = y.shape
-            C = torch.mm(x.reshape(B1 * N, D), y.reshape(B2 * M, D).T)
-            C = C.view(B1, N, B2, M)
-            if sq:
-                C.mul_(-2).add_((x * x).sum(-1)[:, :, None, None]).add_((y * y).sum(-1)[None, None, :, :])
-                C.clamp_min_(0)
-            else:
-                C.neg_().add_(offset)
-            return C.permute(0, 2, 1, 3)
-        C = torch.bmm(x, y.transpose(1, 2))
+        # Fold the norms / offset into the GEMM (two extra columns): C comes out of one
+        # product with no further pass over [.., N, M] except the clamp.
         if sq:
-            C.mul_(-2).add_((x * x).sum(-1)[:, :, None]).add_((y * y).sum(-1)[:, None, :])
-            C.clamp_min_(0)
+            xa = torch.cat([x, (x * x).sum(-1, keepdim=True), torch.ones_like(x[..., :1])], -1)
+            ya = torch.cat([-2 * y, torch.ones_like(y[..., :1]), (y * y).sum(-1, keepdim=True)], -1)
+        elif offset != 0.0:
+            xa = torch.cat([x, torch.ones_like(x[..., :1])], -1)
+            ya = torch.cat([-y, torch.full_like(y[..., :1], offset)], -1)
         else:
-            C.neg_().add_(offset)
+            xa, ya = x, -y
+        if pairwise:
+            B1, N, Da = xa.shape
+            B2, M, _ = ya.shape
+            C = torch.mm(xa.reshape(B1 * N, Da), ya.reshape(B2 * M, Da).T).view(B1, N, B2, M)
+            if sq:
+                C.clamp_min_(0)
+            return C.permute(0, 2, 1, 3)
+        C = torch.bmm(xa, ya.transpose(1, 2))
+        if sq:
+            C.clamp_min_(0)
         return C
 
     @staticmethod
