@@ -49,17 +49,9 @@ def _rows_per_chunk(m: int, per_elem_bytes: int, workspace: int) -> int:
     return max(1, int(workspace) // max(1, m * per_elem_bytes))
 
 
-def _pos_tile(positives: Optional[torch.Tensor], offset: int, r0: int, r1: int, m: int,
-              device) -> torch.Tensor:
-    if positives is not None:
-        return positives[r0:r1]
-    rows = torch.arange(r0, r1, device=device)
-    return torch.arange(m, device=device)[None, :] == (rows + offset)[:, None]
-
-
-def _diag_cells(offset: int, r0: int, r1: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _diag_cells(offset: int, r0: int, r1: int, m: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Local row and global column of the single positive j = i + offset in rows r0:r1."""
-    rows = torch.arange(r0, r1)
+    rows = torch.arange(r0, r1, device=device)
     cols = rows + offset
     ok = (cols >= 0) & (cols < m)
     return rows[ok] - r0, cols[ok]
@@ -128,7 +120,7 @@ def _cpu_forward(tile_fn, n: int, m: int, scale: torch.Tensor, positives, offset
             if positives is not None:
                 row_stats[1, r0:r1] = torch.logsumexp(s.masked_fill(~positives[r0:r1], float("-inf")), 1)
         if positives is None:  # one positive per row/column: its log-sum is the logit itself
-            li, gj = _diag_cells(offset, r0, r1, m)
+            li, gj = _diag_cells(offset, r0, r1, m, s.device)
             d = s[li, gj]
             if rows:
                 row_stats[1, li + r0] = d
@@ -196,7 +188,7 @@ def _grad_logits(s: torch.Tensor, positives, offset: int, r0: int, r1: int, rows
                 s.sub_(p)
             out = s if out is None else out.add_(s)
     if pos is None:  # the single positive: softmax over {j} is 1
-        li, gj = _diag_cells(offset, r0, r1, m)
+        li, gj = _diag_cells(offset, r0, r1, m, out.device)
         corr = torch.zeros(len(li), dtype=out.dtype, device=out.device)
         if rows:
             corr += g_row[li + r0]
