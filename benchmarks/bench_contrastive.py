@@ -5,8 +5,8 @@ fresh process (one per implementation and size), so its peak memory is that loss
 alone: after the inputs exist and a tiny warm-up call has paid the import costs,
 the peak-RSS counter is reset; "extra" is the peak above that baseline (the loss's
 own memory: logits or tiles, gradients, saved tensors), "peak" is the process's
-whole resident peak. Implementations of one table alternate, so a busy machine
-hits both alike.
+whole resident peak. The implementations of a point run one after the other in
+the same run, so a busy machine hits both alike.
 """
 from __future__ import annotations
 
