@@ -143,6 +143,11 @@ def list_scores(metric: str, idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce
     a, b = _check_pair_lists(idx_a, idx_b)
     kind, k, n = _KIND[metric], a.shape[2], a.shape[1]
     if _list_backend(backend, [idx_a, idx_b]) == "cpp":
+        if reduce == "mean":  # integer totals straight from the kernel: no [La, Lb, N] array
+            tot = torch.empty(a.shape[0], b.shape[0], dtype=torch.int64)
+            cpp().list_scores(a.numpy(), b.numpy(), kind, tot.numpy(), True)
+            mean = tot.to(torch.float64) / n
+            return 1.0 - mean / k if metric == "edit_distance_knn" else mean
         per = torch.empty(a.shape[0], b.shape[0], n, dtype=torch.int32)
         cpp().list_scores(a.numpy(), b.numpy(), kind, per.numpy(), False)
     else:
