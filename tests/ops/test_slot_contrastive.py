@@ -54,7 +54,7 @@ def compare(backend, ta, vb, valid, scale, *, workspace=cmod.DEFAULT_WORKSPACE, 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("pool", POOLS)
-@pytest.mark.parametrize("n,t,d,rows_per_chunk", [(6, 3, 5, 2), (70, 2, 20, 16)])
+@pytest.mark.parametrize("n,t,d,rows_per_chunk", [(6, 3, 5, 2), (40, 2, 20, 16)])  # 40 > one 32-row tile
 def test_each_pool(backend, pool, n, t, d, rows_per_chunk, gen):
     ta, vb, valid = make(n, n, t, d, gen)
     compare(backend, ta, vb, valid, 12.0, pool=pool, workspace=rows_per_chunk * n * (2 * t + 3) * 4)
@@ -116,13 +116,13 @@ def test_single_frame_equals_plain_loss(gen):
 
 def test_gradcheck_float64():
     g = torch.Generator().manual_seed(3)
-    ta, vb, valid = make(5, 5, 3, 4, g)
+    ta, vb, valid = make(5, 5, 2, 3, g)
     ta, vb = ta.double().requires_grad_(True), vb.double().requires_grad_(True)
     s = torch.tensor(4.0, dtype=torch.float64, requires_grad=True)
     for pool in POOLS:  # max: distinct random cosines keep the argmax away from ties
         assert torch.autograd.gradcheck(
             lambda ta, vb, s: vtalign.slot_contrastive_loss(ta, vb, valid, s, pool=pool, pool_temperature=0.5,
-                                                            backend="torch", max_workspace_bytes=3 * 5 * 9 * 8),
+                                                            backend="torch", max_workspace_bytes=3 * 5 * 7 * 8),
             (ta, vb, s))
 
 
