@@ -157,6 +157,10 @@ def test_opcheck(backend, gen):
     pos = random_positives(18, 18, gen)
     torch.library.opcheck(cmod._infonce_op, (a, b, s, None, 0, True, True, backend, 1 << 20, "ieee"))
     torch.library.opcheck(cmod._infonce_op, (a, b[:11], s, pos[:, :11], 0, True, False, backend, 256, "ieee"))
+    _, _, rs, cs = cmod._infonce_op(a, b, s, pos, 0, True, True, backend, 1 << 20, "ieee")
+    g = torch.rand(18, generator=gen)
+    torch.library.opcheck(cmod._infonce_backward_op, (a.detach(), b.detach(), s.detach(), pos, 0, True, True,
+                                                       rs.detach(), cs.detach(), g, g.flip(0), backend, 256, "ieee"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

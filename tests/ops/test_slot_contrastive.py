@@ -135,6 +135,11 @@ def test_opcheck(backend, gen):
     for pool in ("max", "lse"):
         torch.library.opcheck(cmod._slot_op, (ta, vb, valid, s, None, 0, True, True, pool, 0.2, backend,
                                               1 << 20, "ieee"))
+        _, _, rs, cs = cmod._slot_op(ta, vb, valid, s, None, 0, True, True, pool, 0.2, backend, 1 << 20, "ieee")
+        g = torch.rand(17, generator=gen)
+        torch.library.opcheck(cmod._slot_backward_op, (ta.detach(), vb.detach(), valid, s.detach(), None, 0, True,
+                                                       True, pool, 0.2, rs.detach(), cs.detach(), g, g.flip(0),
+                                                       backend, 1 << 20, "ieee"))
 
 
 def test_workspace_bounds_the_chunk(gen, monkeypatch):
