@@ -534,7 +534,8 @@ def slot_parts(ta_hat: torch.Tensor, vb_hat: torch.Tensor, valid: torch.Tensor, 
 
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives: Optional[torch.Tensor] = None,
                      symmetric: bool = True, reduction: str = "mean", backend: str = "auto",
-                     max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3") -> torch.Tensor:
+                     max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3",
+                     normalize: bool = True) -> torch.Tensor:
     """InfoNCE / CLIP loss over s_ij = scale·⟨â_i, b̂_j⟩ without storing the logits.
 
     Args:
@@ -552,6 +553,9 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
         backend: "auto", "triton", "cpp", "torch" or "reference".
         max_workspace_bytes: CPU chunk budget (the B×B logits are never built).
         precision: Triton dot precision for float32 inputs ("tf32x3" default, "ieee", "tf32").
+        normalize: L2-normalise rows (cosine logits). False uses the rows as given, as
+            open_clip's ClipLoss does with already-normalised features; the gradient then
+            keeps its radial part.
 
     Returns:
         a 0-d loss (or `[N]` for reduction="none"), float32 (float64 for float64 inputs).
@@ -570,10 +574,15 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     check_finite("b", b)
     be = resolve_backend(backend, [a, b])
     if be == "reference":
-        return ref.contrastive_loss(a, b, scale, positives=pos, symmetric=symmetric, reduction=reduction)
+        return ref.contrastive_loss(a, b, scale, positives=pos, symmetric=symmetric, reduction=reduction,
+                                    normalize=normalize)
     _check_triton_dtype(be, a, b)
     cdt = _compute_dtype(a, b)
-    a_hat, b_hat = _unit(a, cdt, be), _unit(b, cdt, be)
+    if normalize:
+        a_hat, b_hat = _unit(a, cdt, be), _unit(b, cdt, be)
+    else:
+        keep = be == "triton" and a.dtype in (torch.float16, torch.bfloat16)
+        a_hat, b_hat = (a, b) if keep else (a.to(cdt), b.to(cdt))
     if be == "triton":
         b_hat = b_hat.to(a_hat.dtype)
     row, col = infonce_parts(a_hat, b_hat, scale, pos, rows=True, cols=symmetric, backend=be,

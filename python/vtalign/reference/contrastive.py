@@ -48,9 +48,11 @@ def infonce_from_logits(s: torch.Tensor, positives: torch.Tensor | None = None, 
 
 
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives: torch.Tensor | None = None,
-                     symmetric: bool = True, reduction: str = "mean") -> torch.Tensor:
-    """CLIP/InfoNCE loss in float64: s_ij = scale·⟨â_i, b̂_j⟩, a `[N, D]`, b `[M, D]`."""
-    s = _scale64(logit_scale) * (_unit(a.to(torch.float64)) @ _unit(b.to(torch.float64)).T)
+                     symmetric: bool = True, reduction: str = "mean", normalize: bool = True) -> torch.Tensor:
+    """CLIP/InfoNCE loss in float64: s_ij = scale·⟨â_i, b̂_j⟩, a `[N, D]`, b `[M, D]`
+    (rows used as given when `normalize` is False)."""
+    unit = _unit if normalize else (lambda x: x)
+    s = _scale64(logit_scale) * (unit(a.to(torch.float64)) @ unit(b.to(torch.float64)).T)
     return infonce_from_logits(s, positives, symmetric=symmetric, reduction=reduction)
 
 
