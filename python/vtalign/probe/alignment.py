@@ -99,8 +99,7 @@ def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[t
         raise TypeError(f"{name} must be a tensor [N, L, D] or a list of [N, D_l] tensors, "
                         f"got {type(feats).__name__}")
     for i, t in enumerate(layers):
-        if not bool(torch.isfinite(t).all()):
-            check_finite(f"{name} layer {i}", t)
+        check_finite(f"{name} layer {i}", t)
     if concat and len(layers) > 1:
         layers.append(torch.cat([t.to(layers[0].dtype) for t in layers], dim=1))
     return layers
