@@ -13,7 +13,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITES = sorted(f[6:-3] for f in os.listdir(HERE) if f.startswith("bench_") and f.endswith(".py"))
@@ -27,10 +26,9 @@ def machine() -> str:
 
 
 def write_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from vtalign._atomic import write_text
+
+    write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

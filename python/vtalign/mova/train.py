@@ -9,16 +9,14 @@ stderr, both retrieval tables and the mask–window agreement AUC on stdout.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
 
+from vtalign._atomic import write_json
 from vtalign.data.long_video import LongVideoConfig, LongVideoText, long_video_splits
 from vtalign.mova.agreement import mask_window_auc
 from vtalign.mova.loss import MoVALoss
@@ -129,20 +127,8 @@ def evaluate(mova: MoVA, loss_fn: MoVALoss, baseline: ClipBaseline, test: LongVi
 
 
 def write_json_atomic(path: str, obj: dict) -> None:
-    """Write `obj` to `path` via a temporary file in the same folder and a rename, so a reader
-    never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write `obj` as JSON atomically (a reader never sees half a file)."""
+    write_json(path, obj)
 
 
 def run(seed: int = 0, n_train: int = 4096, n_test: int = 512, cfg: TrainConfig = TrainConfig(),
