@@ -14,7 +14,7 @@ import torch
 from vtalign.ops._common import check_finite, check_tensor, cpp, resolve_backend
 from vtalign.reference import knn as ref
 
-DEFAULT_WORKSPACE = 64 << 20
+DEFAULT_WORKSPACE = 32 << 20  # one similarity tile: 2896 x 2896 float32
 _WORST_INDEX = torch.iinfo(torch.int64).max
 
 
