@@ -112,7 +112,6 @@ def _worker(impl: str, n: int, d: int, k: int) -> dict:
 
 # --------------------------------------------------------------------- report
 def run(size: str = "full") -> str:
-    import vtalign
     from vtalign.probe import layerwise_alignment
 
     cfg = SIZES[size]

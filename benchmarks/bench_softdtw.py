@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks._measure import record
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -197,6 +199,8 @@ def run(size: str = "full") -> str:
                 speed = (f"{best / r['time']:.1f}× / {best_cpu / r['cpu']:.1f}×"
                          if (best and method == "vtalign") else "")
                 ok = "yes" if r["extra"] <= budget else "no"
+                record("softdtw", f"fwd+bwd B={B} N=M={N} D={D} {dt}", method, r["time"],
+                       peak_mib=r["extra"] / 2**20)
                 lines.append(f"| {B} | {N} | {D} | {dt} | {method} | {r['time'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | "
                              f"{r['time'] / cells * 1e9:.1f} | {r['extra'] / 2**20:.0f} | "
                              f"{ok if method == 'vtalign' else ''} | {speed} |")
@@ -217,6 +221,8 @@ def run(size: str = "full") -> str:
             notes.append(f"{method}: {r['error']}")
             continue
         sp = f"{r['time'] / base:.1f}×" if base and method != "vtalign-pairwise" else ""
+        record("softdtw", f"pairwise B1=B2={B1} N=M={N} D={D}", "vtalign" if method == "vtalign-pairwise" else method,
+               r["time"])
         lines.append(f"| {method} | {r['time'] * 1e3:.1f} | {sp} |")
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
