@@ -19,7 +19,7 @@ START, END = "<!-- perf:start -->", "<!-- perf:end -->"
 def section(res: dict) -> str:
     sp = res["speedups"]
     lines = [f"Measured by `{res['command']}` on {res['machine']} "
-             f"({res['size']} sizes, {res['seconds'] / 60:.1f} min). Speed-up = the other implementation's time "
+             f"({res['size']} sizes). Speed-up = the other implementation's time "
              "/ vtalign's time, side by side in one run.", "",
              "| suite | case | compared with | vtalign (s) | other (s) | speed-up |", "|---|---|---|---|---|---|"]
     for r in sp:

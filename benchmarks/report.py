@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench")
     p.add_argument("--compare", default=None, help="an earlier results.json")
     p.add_argument("--suites", nargs="+", default=None, help=f"subset of {SUITES}")
+    p.add_argument("--merge", default=None,
+                   help="an earlier results.json whose rows for the other suites are kept (its command is recorded)")
     args = p.parse_args(argv)
     suites = [s for s in SUITES if s != "gpu_static"] if args.suites is None else args.suites
     unknown = [s for s in suites if s not in SUITES]
@@ -154,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     static_rows = compile_static()
     static_md = format_rows(static_rows)
     rows = list(_measure.RESULTS)
+    if args.merge:
+        with open(args.merge) as f:
+            old = json.load(f)
+        rows = [r for r in old["rows"] if r["suite"] not in suites] + rows
+        command = f"{old['command']} && {command}"
     sp = speedups(rows)
     result = dict(command=command, machine=machine(), versions=versions(), size=args.size,
                   seconds=time.perf_counter() - t0, rows=rows, speedups=sp, static=static_rows,
