@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
 
+from vtalign._atomic import atomic_write
 from vtalign.ops._common import check_finite
 
 SUFFIXES = (".pt", ".pth", ".npy", ".npz", ".safetensors")
@@ -355,10 +355,9 @@ def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequ
     if ext == ".npy" and not single:
         raise ValueError(".npy holds one array; save a list of layers as .npz, .safetensors or .pt")
     layers = [t.detach().cpu().contiguous() for t in layers]
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             if ext in (".pt", ".pth"):
                 torch.save({key: layers[0] if single else layers}, f)
             elif ext == ".npy":
@@ -373,8 +372,5 @@ def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequ
                 f.write(st_save(tensors))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
