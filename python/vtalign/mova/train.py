@@ -8,7 +8,6 @@ stderr, both retrieval tables and the mask–window agreement AUC on stdout.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from vtalign._atomic import write_json
+from vtalign._train_cli import check_training_args, training_parser
 from vtalign.data.long_video import LongVideoConfig, LongVideoText, long_video_splits
 from vtalign.mova.agreement import mask_window_auc
 from vtalign.mova.loss import MoVALoss
@@ -146,29 +146,14 @@ def run(seed: int = 0, n_train: int = 4096, n_test: int = 512, cfg: TrainConfig 
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vtalign.mova.train", description=__doc__.split("\n")[0])
-    p.add_argument("--synthetic", action="store_true", help="train on synthetic long video-text data")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--n-train", type=int, default=4096)
-    p.add_argument("--n-test", type=int, default=512)
+    p = training_parser("python -m vtalign.mova.train", __doc__.split("\n")[0],
+                        data="synthetic long video-text data", steps=TrainConfig.steps,
+                        batch_size=TrainConfig.batch_size, n_train=4096, n_test=512)
     p.add_argument("--n-concepts", type=int, default=LongVideoConfig.n_concepts,
                    help="concept vocabulary K (more concepts: fewer captions share their bag of concepts)")
     p.add_argument("--pool", choices=("mean", "max", "lse"), default=TrainConfig.pool)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these models are small, and on a shared machine "
-                        "extra threads mostly wait on each other)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
     args = p.parse_args(argv)
-    if args.threads < 1:
-        p.error("--threads must be >= 1")
-    torch.set_num_threads(args.threads)
-    if not args.synthetic:
-        p.error("only --synthetic is supported: real features are not shipped with vtalign")
-    if args.steps < 1 or args.batch_size < 2 or args.n_train < args.batch_size or args.n_test < 10:
-        p.error("need --steps >= 1, --batch-size >= 2, --n-train >= --batch-size and --n-test >= 10")
+    check_training_args(p, args)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, pool=args.pool)
     try:
         data_config = LongVideoConfig(n_concepts=args.n_concepts)

@@ -8,7 +8,6 @@ retrieval and back). Progress on stderr, the retrieval table on stdout.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Optional
 
 import torch
 
+from vtalign._train_cli import check_training_args, training_parser
 from vtalign.data.sequences import ClipCaptionSequences, SequenceConfig, sequence_splits
 from vtalign.mova.retrieval import format_table, retrieval_metrics
 from vtalign.mova.train import fit, write_json_atomic
@@ -111,31 +111,16 @@ def run(seed: int = 0, n_train: int = 2048, n_test: int = 256, cfg: TwinsTrainCo
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vtalign.twins.train", description=__doc__.split("\n")[0])
-    p.add_argument("--synthetic", action="store_true", help="train on synthetic clip/caption sequences")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TwinsTrainConfig.steps)
-    p.add_argument("--batch-size", type=int, default=TwinsTrainConfig.batch_size)
-    p.add_argument("--n-train", type=int, default=2048)
-    p.add_argument("--n-test", type=int, default=256)
+    p = training_parser("python -m vtalign.twins.train", __doc__.split("\n")[0],
+                        data="synthetic clip/caption sequences", steps=TwinsTrainConfig.steps,
+                        batch_size=TwinsTrainConfig.batch_size, n_train=2048, n_test=256)
     p.add_argument("--n-events", type=int, default=SequenceConfig.n_events,
                    help="event vocabulary V (more events: fewer scripts share their bag of events)")
     p.add_argument("--no-augment", action="store_true", help="train without the temporal augmentation")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these models are small, and on a shared machine "
-                        "extra threads mostly wait on each other)")
     p.add_argument("--aug-sharpness", type=float, default=TwinsTrainConfig.aug_sharpness,
                    help="softmin sharpness of the augmentation's permutation weights (VT-TWINS: 50)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
     args = p.parse_args(argv)
-    if args.threads < 1:
-        p.error("--threads must be >= 1")
-    torch.set_num_threads(args.threads)
-    if not args.synthetic:
-        p.error("only --synthetic is supported: real features are not shipped with vtalign")
-    if args.steps < 1 or args.batch_size < 2 or args.n_train < args.batch_size or args.n_test < 10:
-        p.error("need --steps >= 1, --batch-size >= 2, --n-train >= --batch-size and --n-test >= 10")
+    check_training_args(p, args)
     if not args.aug_sharpness >= 0 or args.aug_sharpness == float("inf"):
         p.error("--aug-sharpness must be finite and >= 0")
     cfg = TwinsTrainConfig(steps=args.steps, batch_size=args.batch_size, augment=not args.no_augment,
