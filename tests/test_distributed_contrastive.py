@@ -1,22 +1,12 @@
 """Global-negative contrastive losses over 2 gloo CPU processes equal the single-process
 loss and gradients on the concatenated batch."""
-import datetime
-import socket
-import time
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from tests._gloo import run_ranks
 
 WORLD = 2
-TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _data(sizes):
@@ -52,52 +42,37 @@ def _check(rank, local_fn, global_fn, full_inputs, sizes):
     torch.testing.assert_close(gs, s_full.grad, rtol=1e-9, atol=1e-12)
 
 
-def _worker(rank, port, sizes):
+def _worker(rank, world, sizes):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        import vtalign
-        from vtalign import distributed as vd
+    import vtalign
+    from vtalign import distributed as vd
 
-        a, b, ta, vb, valid, pos = _data(sizes)
-        off, n = sum(sizes[:rank]), sizes[rank]
-        for sym in (True, False):
-            for p in (None, pos):
-                _check(rank,
-                       lambda a_, b_, s: vd.contrastive_loss(a_, b_, s, positives=p, symmetric=sym, backend="torch",
-                                                             max_workspace_bytes=200),
-                       lambda a_, b_, s: vtalign.contrastive_loss(a_, b_, s, positives=p, symmetric=sym,
-                                                                  backend="torch"),
-                       (a, b), sizes)
-        for pool in ("mean", "max", "lse"):
+    a, b, ta, vb, valid, pos = _data(sizes)
+    off, n = sum(sizes[:rank]), sizes[rank]
+    for sym in (True, False):
+        for p in (None, pos):
             _check(rank,
-                   lambda t_, v_, s: vd.slot_contrastive_loss(t_, v_, valid[off:off + n], s, pool=pool,
-                                                              positives=pos, backend="torch"),
-                   lambda t_, v_, s: vtalign.slot_contrastive_loss(t_, v_, valid, s, pool=pool, positives=pos,
-                                                                   backend="torch"),
-                   (ta, vb), sizes)
-        # reduction="none" gives this rank's slice of the per-pair losses
-        got = vd.contrastive_loss(a[off:off + n], b[off:off + n], 7.0, reduction="none", backend="torch")
-        want = vtalign.contrastive_loss(a, b, 7.0, reduction="none", backend="torch")
-        torch.testing.assert_close(got, want[off:off + n])
-    finally:
-        dist.destroy_process_group()
+                   lambda a_, b_, s: vd.contrastive_loss(a_, b_, s, positives=p, symmetric=sym, backend="torch",
+                                                         max_workspace_bytes=200),
+                   lambda a_, b_, s: vtalign.contrastive_loss(a_, b_, s, positives=p, symmetric=sym,
+                                                              backend="torch"),
+                   (a, b), sizes)
+    for pool in ("mean", "max", "lse"):
+        _check(rank,
+               lambda t_, v_, s: vd.slot_contrastive_loss(t_, v_, valid[off:off + n], s, pool=pool,
+                                                          positives=pos, backend="torch"),
+               lambda t_, v_, s: vtalign.slot_contrastive_loss(t_, v_, valid, s, pool=pool, positives=pos,
+                                                               backend="torch"),
+               (ta, vb), sizes)
+    # reduction="none" gives this rank's slice of the per-pair losses
+    got = vd.contrastive_loss(a[off:off + n], b[off:off + n], 7.0, reduction="none", backend="torch")
+    want = vtalign.contrastive_loss(a, b, 7.0, reduction="none", backend="torch")
+    torch.testing.assert_close(got, want[off:off + n])
 
 
 @pytest.mark.parametrize("sizes", [(4, 7)])  # unequal shards: offsets and padding
 def test_two_gloo_ranks_match_single_process(sizes):
-    ctx = mp.spawn(_worker, args=(_free_port(), list(sizes)), nprocs=WORLD, join=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not ctx.join(timeout=5):
-            if time.monotonic() > deadline:
-                pytest.fail(f"distributed workers did not finish in {TIMEOUT_S} s")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
+    run_ranks(_worker, WORLD, list(sizes))
 
 
 def test_needs_a_process_group():
