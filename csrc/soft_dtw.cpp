@@ -33,140 +33,21 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "fastmath.h"
 #include "registry.h"
+#include "soft_dtw_lanes.h"
 
 namespace py = pybind11;
 
 namespace {
 
-// ------------------------------------------------------------ exp and log
-template <typename T>
-struct Fp;
-template <>
-struct Fp<double> {
-  using I = int64_t;
-  static constexpr int kMant = 52;
-  static constexpr I kBias = 1023;
-  static constexpr double kExpLo = -708.0;  // e^x stays a normal number above this
-};
-template <>
-struct Fp<float> {
-  using I = int32_t;
-  static constexpr int kMant = 23;
-  static constexpr I kBias = 127;
-  static constexpr float kExpLo = -87.0f;
-};
-
-template <typename T>
-inline T bits_to(typename Fp<T>::I b) {
-  T v;
-  std::memcpy(&v, &b, sizeof(T));
-  return v;
-}
-template <typename T>
-inline typename Fp<T>::I to_bits(T v) {
-  typename Fp<T>::I b;
-  std::memcpy(&b, &v, sizeof(T));
-  return b;
-}
-
-// Taylor coefficients 1/k!, Horner from the top; on |r| <= ln2/2 the truncation
-// error is below half an ulp (degree 13 for double, 7 for float).
-template <typename T>
-inline T exp_poly(T r);
-template <>
-inline double exp_poly(double r) {
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  return p * r + 1.0;
-}
-template <>
-inline float exp_poly(float r) {
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  return p * r + 1.0f;
-}
-
-// e^x for x <= 0 (x > 0 and NaN are read as 0, x below the normal range as the
-// bound, whose exp is ~1e-308 / ~1e-38: "zero" next to the 1 it is added to).
-template <typename T>
-inline T exp_nonpos(T x) {
-  using I = typename Fp<T>::I;
-  x = x > Fp<T>::kExpLo ? x : Fp<T>::kExpLo;
-  x = x < T(0) ? x : T(0);
-  // round to nearest by adding 1.5·2^mant (no floor(): GCC vectorises this form)
-  const T magic = T(1.5) * bits_to<T>(static_cast<I>((Fp<T>::kBias + Fp<T>::kMant)) << Fp<T>::kMant);
-  const T n = (x * T(1.4426950408889634) + magic) - magic;
-  T r = x - n * T(0.693145751953125);  // ln2 split hi/lo (Cody–Waite)
-  r = r - n * T(1.42860682030941723212e-6);
-  const I k = static_cast<I>(n);
-  const T scale = bits_to<T>(static_cast<I>((k + Fp<T>::kBias) << Fp<T>::kMant));
-  return exp_poly(r) * scale;
-}
-
-// atanh series for log(m), m in [sqrt(1/2), sqrt(2)]: t = (m−1)/(m+1), |t| < 0.172.
-template <typename T>
-inline T log_series(T z);
-template <>
-inline double log_series(double z) {
-  double p = 1.0 / 21.0;
-  p = p * z + 1.0 / 19.0;
-  p = p * z + 1.0 / 17.0;
-  p = p * z + 1.0 / 15.0;
-  p = p * z + 1.0 / 13.0;
-  p = p * z + 1.0 / 11.0;
-  p = p * z + 1.0 / 9.0;
-  p = p * z + 1.0 / 7.0;
-  p = p * z + 1.0 / 5.0;
-  p = p * z + 1.0 / 3.0;
-  return p * z + 1.0;
-}
-template <>
-inline float log_series(float z) {
-  float p = 1.0f / 9.0f;
-  p = p * z + 1.0f / 7.0f;
-  p = p * z + 1.0f / 5.0f;
-  p = p * z + 1.0f / 3.0f;
-  return p * z + 1.0f;
-}
-
-// log(s) for a positive normal s (here s in [1, 3]).
-template <typename T>
-inline T log_pos(T s) {
-  using I = typename Fp<T>::I;
-  const I b = to_bits(s);
-  const I mant_mask = (I(1) << Fp<T>::kMant) - 1;
-  T e = static_cast<T>((b >> Fp<T>::kMant) - Fp<T>::kBias);
-  T m = bits_to<T>((b & mant_mask) | (Fp<T>::kBias << Fp<T>::kMant));
-  const bool big = m > T(1.4142135623730951);
-  m = big ? m * T(0.5) : m;
-  e = big ? e + T(1) : e;
-  const T t = (m - T(1)) / (m + T(1));
-  return T(2) * t * log_series(t * t) + e * T(0.6931471805599453);
-}
-
-template <typename T>
-constexpr T kInf = std::numeric_limits<T>::infinity();
+using namespace vtalign::fastmath;
+namespace lanes = vtalign::sdtw_lanes;
 
 // ------------------------------------------------------------- geometry
 inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
@@ -396,13 +277,27 @@ inline bool team_mode(int64_t P, int64_t N, int64_t M) {
   return P < omp_get_max_threads() && N * M >= 128 * 128;
 }
 
+// Full groups of L pairs take the lane path (soft_dtw_lanes.h), whose state is
+// weights, not R; the remaining P % L pairs go pair by pair. The split depends
+// on P and the dtype only (not on the thread count, which may differ between
+// the forward and the backward), and so does the state size per pair.
+template <typename T>
+inline int64_t lane_groups(int64_t P) {
+  return P / lanes::kLanes<T>;
+}
+template <typename T>
+int64_t state_slots(int64_t P, int64_t N, int64_t M) {
+  const int64_t per_pair = (N + 2) * (M + 2);
+  return lane_groups<T>(P) > 0 ? std::max(per_pair, lanes::state_slots(N, M)) : per_pair;
+}
+
 template <typename T>
 void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
                       py::array_t<int64_t, py::array::c_style> xlen,
                       py::array_t<int64_t, py::array::c_style> ylen, int64_t bandwidth,
                       py::array values, py::array R) {
   const Batch bt = batch_of(C);
-  const int64_t P = bt.P1 * bt.P2, S = (bt.N + 2) * (bt.M + 2);
+  const int64_t P = bt.P1 * bt.P2, S = state_slots<T>(P, bt.N, bt.M);
   if (gamma.size() != P || xlen.size() != P || ylen.size() != P || values.size() != P ||
       R.size() != P * S)
     throw std::invalid_argument("soft_dtw_forward: buffer sizes do not match the pairs");
@@ -415,10 +310,11 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
   T* r = vtalign::out_ptr<T>(R, "R");
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
-  if (team_mode(P, bt.N, bt.M)) {
+  if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
     Geom g;
 #pragma omp parallel
     {
+      FlushSubnormals ftz;
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
@@ -428,11 +324,28 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
     }
     return;
   }
+  constexpr int L = lanes::kLanes<T>;
+  const int64_t G = lane_groups<T>(P), items = G + (P - G * L);
 #pragma omp parallel
   {
+    FlushSubnormals ftz;
     Geom g;
+    lanes::Group<T> grp;
+    std::vector<T> work;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t p = 0; p < P; ++p) {
+    for (int64_t it = 0; it < items; ++it) {
+      if (it < G) {
+        const int64_t p0 = it * L;
+        const T* cp[L];
+        for (int l = 0; l < L; ++l) cp[l] = pair_ptr(p0 + l);
+        grp.init(cp, xl + p0, yl + p0, gm + p0, bt.N, bt.M, bt.rs, bandwidth);
+        work.resize(lanes::forward_work<T>(grp));
+        T* slab = r + p0 * S;
+        lanes::forward_group<T>(grp, slab, val + p0, work.data());
+        std::fill(slab + L * lanes::state_slots(bt.N, bt.M), slab + L * S, T(0));
+        continue;
+      }
+      const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
       forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, val + p, 0, 1);
     }
@@ -446,7 +359,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
                        py::array_t<int64_t, py::array::c_style> ylen, int64_t bandwidth,
                        py::array_t<T, py::array::c_style> grad, py::array E, py::array EC) {
   const Batch bt = batch_of(C);
-  const int64_t P = bt.P1 * bt.P2, S = (bt.N + 2) * (bt.M + 2), NM = bt.N * bt.M;
+  const int64_t P = bt.P1 * bt.P2, S = state_slots<T>(P, bt.N, bt.M), NM = bt.N * bt.M;
   if (gamma.size() != P || xlen.size() != P || ylen.size() != P || grad.size() != P ||
       R.size() != P * S || E.size() != P * NM || EC.size() != P)
     throw std::invalid_argument("soft_dtw_backward: buffer sizes do not match the pairs");
@@ -461,12 +374,13 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
   double* ec = vtalign::out_ptr<double>(EC, "EC");
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
-  if (team_mode(P, bt.N, bt.M)) {
+  if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
     std::vector<T> ring(6 * (bt.N + 2));
     std::vector<double> partial(omp_get_max_threads());
     Geom g;
 #pragma omp parallel
     {
+      FlushSubnormals ftz;
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
@@ -478,16 +392,147 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
     }
     return;
   }
+  constexpr int L = lanes::kLanes<T>;
+  const int64_t G = lane_groups<T>(P), items = G + (P - G * L);
 #pragma omp parallel
   {
+    FlushSubnormals ftz;
     std::vector<T> ring(6 * (bt.N + 2));
     Geom g;
+    lanes::Group<T> grp;
+    std::vector<T> work;
     double partial = 0.0;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t p = 0; p < P; ++p) {
+    for (int64_t it = 0; it < items; ++it) {
+      if (it < G) {
+        const int64_t p0 = it * L;
+        const T* cp[L];
+        T* eo[L];
+        for (int l = 0; l < L; ++l) {
+          cp[l] = pair_ptr(p0 + l);
+          eo[l] = e + (p0 + l) * NM;
+        }
+        grp.init(cp, xl + p0, yl + p0, gm + p0, bt.N, bt.M, bt.rs, bandwidth);
+        work.resize(lanes::backward_work<T>(grp));
+        lanes::backward_group<T>(grp, r + p0 * S, gr + p0, eo, ec + p0, work.data());
+        continue;
+      }
+      const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
       ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], ring.data(),
                                e + p * NM, bt.N, bt.M, 0, 1, &partial);
+    }
+  }
+}
+
+// Forward and backward in one call, for callers that differentiate through the
+// features (python/vtalign/ops/soft_dtw.py: _FusedSoftDTW). The soft-min state
+// never leaves the thread that made it (a per-thread slab, reused group after
+// group, so it stays in cache): no [P, S] state buffer is written to memory and
+// read back, which on a bandwidth-starved CPU costs more than the DP itself.
+// Outputs: values; and when need_grad: E = dvalue/dC [P, N, M], EC = <E, C>
+// (float64), rowsum [P, N] and colsum [P, M] of E (the GEMM gradient needs them).
+// Per-thread scratch kept across calls (OpenMP threads persist): a fresh slab per
+// call would be zero-filled and page-faulted in every time, which cost more than
+// the sweep. Bounded by the caller (FUSED_SLAB_LIMIT in _soft_dtw_fused.py).
+template <typename T>
+T* thread_scratch(size_t n) {
+  thread_local std::unique_ptr<T[]> buf;
+  thread_local size_t cap = 0;
+  if (n > cap) {
+    buf.reset(new T[n]);  // default-initialised: no zero fill
+    cap = n;
+  }
+  return buf.get();
+}
+
+template <typename T>
+int64_t fused_slab_bytes(int64_t N, int64_t M) {
+  return lanes::kLanes<T> * lanes::state_slots(N, M) * static_cast<int64_t>(sizeof(T));
+}
+
+template <typename T>
+void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
+                    py::array_t<int64_t, py::array::c_style> xlen,
+                    py::array_t<int64_t, py::array::c_style> ylen, int64_t bandwidth, bool need_grad,
+                    py::array values, py::array E, py::array EC, py::array rowsum, py::array colsum) {
+  const Batch bt = batch_of(C);
+  const int64_t P = bt.P1 * bt.P2, NM = bt.N * bt.M;
+  const int64_t ng = need_grad ? 1 : 0;
+  if (gamma.size() != P || xlen.size() != P || ylen.size() != P || values.size() != P ||
+      E.size() != ng * P * NM || EC.size() != ng * P || rowsum.size() != ng * P * bt.N ||
+      colsum.size() != ng * P * bt.M)
+    throw std::invalid_argument("soft_dtw_fused: buffer sizes do not match the pairs");
+  const T* c = C.data();
+  const T* gm = gamma.data();
+  const int64_t* xl = xlen.data();
+  const int64_t* yl = ylen.data();
+  check_pairs(P, xl, yl, bt.N, bt.M);
+  T* val = vtalign::out_ptr<T>(values, "values");
+  T* e = need_grad ? vtalign::out_ptr<T>(E, "E") : nullptr;
+  double* ec = need_grad ? vtalign::out_ptr<double>(EC, "EC") : nullptr;
+  T* rsum = need_grad ? vtalign::out_ptr<T>(rowsum, "rowsum") : nullptr;
+  T* csum = need_grad ? vtalign::out_ptr<T>(colsum, "colsum") : nullptr;
+  py::gil_scoped_release nogil;
+  auto pair_ptr = [&](int64_t p) { return c + (p / bt.P2) * bt.s1 + (p % bt.P2) * bt.s2; };
+  constexpr int L = lanes::kLanes<T>;
+  const int64_t G = lane_groups<T>(P), items = G + (P - G * L);
+#pragma omp parallel
+  {
+    FlushSubnormals ftz;
+    lanes::Group<T> grp;
+    std::vector<T> work, Rpair, ring;
+    T one[L];
+    for (int l = 0; l < L; ++l) one[l] = T(1);
+    Geom g;
+    double partial = 0.0;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      if (it < G) {
+        const int64_t p0 = it * L;
+        const T* cp[L];
+        for (int l = 0; l < L; ++l) cp[l] = pair_ptr(p0 + l);
+        grp.init(cp, xl + p0, yl + p0, gm + p0, bt.N, bt.M, bt.rs, bandwidth);
+        work.resize(std::max(lanes::forward_work<T>(grp), lanes::backward_work<T>(grp)));
+        if (!need_grad) {
+          lanes::forward_group<T, false>(grp, nullptr, val + p0, work.data());
+          continue;
+        }
+        T* slab = thread_scratch<T>(L * lanes::state_slots(bt.N, bt.M));
+        lanes::forward_group<T, true>(grp, slab, val + p0, work.data());
+        T* eo[L];
+        T* ro[L];
+        T* co[L];
+        for (int l = 0; l < L; ++l) {
+          eo[l] = e + (p0 + l) * NM;
+          ro[l] = rsum + (p0 + l) * bt.N;
+          co[l] = csum + (p0 + l) * bt.M;
+        }
+        lanes::backward_group<T>(grp, slab, one, eo, ec + p0, work.data(), ro, co);
+        continue;
+      }
+      const int64_t p = G * L + (it - G), S = (bt.N + 2) * (bt.M + 2);
+      g.init(xl[p], yl[p], bandwidth);
+      Rpair.resize(S);
+      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], Rpair.data(), S, val + p, 0, 1);
+      if (!need_grad) continue;
+      ring.resize(6 * (bt.N + 2));
+      T* ep = e + p * NM;
+      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, Rpair.data(), gm[p], T(1), ring.data(), ep, bt.N,
+                               bt.M, 0, 1, &partial);
+      T* rp = rsum + p * bt.N;
+      T* cpo = csum + p * bt.M;
+      std::fill(cpo, cpo + bt.M, T(0));
+      for (int64_t i = 0; i < bt.N; ++i) {
+        const T* row = ep + i * bt.M;
+        T r = T(0);
+#pragma omp simd reduction(+ : r)
+        for (int64_t j = 0; j < bt.M; ++j) {
+          r += row[j];
+          cpo[j] += row[j];
+        }
+        rp[i] = r;
+      }
     }
   }
 }
@@ -509,7 +554,8 @@ int64_t min_bandwidth(int64_t n, int64_t m) {
 void register_soft_dtw(py::module_& m) {
   const char* fdoc =
       "soft_dtw_forward(C[P1,P2,N,M], gamma[P], xlen[P], ylen[P], bandwidth, values[P], "
-      "R[P, (N+2)*(M+2)]): values and the DP matrix (anti-diagonal layout) for the backward";
+      "R[P, soft_dtw_state_slots(P, N, M)]): values and the state the backward needs (the DP "
+      "matrix in anti-diagonal layout, or soft-min weights for pairs in lane groups)";
   m.def("soft_dtw_forward", &soft_dtw_forward<float>, py::arg("C"), py::arg("gamma"), py::arg("xlen"),
         py::arg("ylen"), py::arg("bandwidth"), py::arg("values"), py::arg("R"), fdoc);
   m.def("soft_dtw_forward", &soft_dtw_forward<double>);
@@ -520,6 +566,28 @@ void register_soft_dtw(py::module_& m) {
         py::arg("xlen"), py::arg("ylen"), py::arg("bandwidth"), py::arg("grad"), py::arg("E"),
         py::arg("EC"), bdoc);
   m.def("soft_dtw_backward", &soft_dtw_backward<double>);
+  m.def(
+      "soft_dtw_state_slots",
+      [](int64_t P, int64_t N, int64_t M, bool is_double) {
+        return is_double ? state_slots<double>(P, N, M) : state_slots<float>(P, N, M);
+      },
+      py::arg("P"), py::arg("N"), py::arg("M"), py::arg("is_double"),
+      "elements per pair of the state buffer soft_dtw_forward fills for P pairs of [N, M]");
+  const char* fudoc =
+      "soft_dtw_fused(C[P1,P2,N,M], gamma[P], xlen[P], ylen[P], bandwidth, need_grad, values[P], "
+      "E[P,N,M], EC[P] float64, rowsum[P,N], colsum[P,M]): forward and (when need_grad) the "
+      "unscaled backward in one call; the gradient buffers may be empty without need_grad";
+  m.def("soft_dtw_fused", &soft_dtw_fused<float>, py::arg("C"), py::arg("gamma"), py::arg("xlen"),
+        py::arg("ylen"), py::arg("bandwidth"), py::arg("need_grad"), py::arg("values"), py::arg("E"),
+        py::arg("EC"), py::arg("rowsum"), py::arg("colsum"), fudoc);
+  m.def("soft_dtw_fused", &soft_dtw_fused<double>);
+  m.def(
+      "soft_dtw_fused_slab_bytes",
+      [](int64_t N, int64_t M, bool is_double) {
+        return is_double ? fused_slab_bytes<double>(N, M) : fused_slab_bytes<float>(N, M);
+      },
+      py::arg("N"), py::arg("M"), py::arg("is_double"),
+      "per-thread scratch soft_dtw_fused needs for a lane group of [N, M] pairs");
   m.def("soft_dtw_min_bandwidth", &min_bandwidth, py::arg("n"), py::arg("m"),
         "smallest Sakoe-Chiba band keeping the end cell reachable for lengths (n, m)");
 }

@@ -97,7 +97,7 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     # propagate into it, so a finite sum proves the tensor finite. Only a
     # non-finite sum (a bad value, or finite values overflowing) pays for the
     # exact element-wise search. (sum(dtype=...) would materialise a cast copy.)
-    if bool(torch.isfinite(t.sum())):
+    if bool(torch.isfinite(t.detach().sum())):
         return
     bad = ~torch.isfinite(t)
     if not bool(bad.any()):

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from vtalign.ops import _soft_dtw_fused as fused
 from vtalign.ops._common import check_finite, check_tensor, cpp, resolve_backend
 from vtalign.reference import soft_dtw as ref
 
@@ -123,14 +124,8 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool) -> None:
         raise ValueError(f"x and y must have the same feature size D, got {x.shape[2]} and {y.shape[2]}")
     if x.device != y.device:
         raise ValueError(f"x and y must be on one device, got {x.device} and {y.device}")
-    _check_finite_fast("x", x)
-    _check_finite_fast("y", y)
-
-
-def _check_finite_fast(name: str, t: torch.Tensor) -> None:
-    """One fused pass in the common case; the detailed message only on failure."""
-    if not bool(torch.isfinite(t).all()):
-        check_finite(name, t)
+    check_finite("x", x)
+    check_finite("y", y)
 
 
 def _check_cost_arg(cost) -> None:
@@ -141,6 +136,31 @@ def _check_cost_arg(cost) -> None:
 
 
 # ==================================================================== costs
+def gemm_cost(x: torch.Tensor, y: torch.Tensor, sq: bool, offset: float, pairwise: bool) -> torch.Tensor:
+    """The cost of `_GemmCost` without autograd (see there for the shapes)."""
+    # Fold the norms / offset into the GEMM (two extra columns): C comes out of one
+    # product with no further pass over [.., N, M] except the clamp.
+    if sq:
+        xa = torch.cat([x, (x * x).sum(-1, keepdim=True), torch.ones_like(x[..., :1])], -1)
+        ya = torch.cat([-2 * y, torch.ones_like(y[..., :1]), (y * y).sum(-1, keepdim=True)], -1)
+    elif offset != 0.0:
+        xa = torch.cat([x, torch.ones_like(x[..., :1])], -1)
+        ya = torch.cat([-y, torch.full_like(y[..., :1], offset)], -1)
+    else:
+        xa, ya = x, -y
+    if pairwise:
+        B1, N, Da = xa.shape
+        B2, M, _ = ya.shape
+        C = torch.mm(xa.reshape(B1 * N, Da), ya.reshape(B2 * M, Da).T).view(B1, N, B2, M)
+        if sq:
+            C.clamp_min_(0)
+        return C.permute(0, 2, 1, 3)
+    C = torch.bmm(xa, ya.transpose(1, 2))
+    if sq:
+        C.clamp_min_(0)
+    return C
+
+
 class _GemmCost(torch.autograd.Function):
     """C from one GEMM, gradients by GEMMs; no [N, M, D] tensor and no saved [N, M] one.
 
@@ -154,27 +174,7 @@ class _GemmCost(torch.autograd.Function):
     def forward(ctx, x, y, sq: bool, offset: float, pairwise: bool):
         ctx.save_for_backward(x, y)
         ctx.sq, ctx.pairwise = sq, pairwise
-        # Fold the norms / offset into the GEMM (two extra columns): C comes out of one
-        # product with no further pass over [.., N, M] except the clamp.
-        if sq:
-            xa = torch.cat([x, (x * x).sum(-1, keepdim=True), torch.ones_like(x[..., :1])], -1)
-            ya = torch.cat([-2 * y, torch.ones_like(y[..., :1]), (y * y).sum(-1, keepdim=True)], -1)
-        elif offset != 0.0:
-            xa = torch.cat([x, torch.ones_like(x[..., :1])], -1)
-            ya = torch.cat([-y, torch.full_like(y[..., :1], offset)], -1)
-        else:
-            xa, ya = x, -y
-        if pairwise:
-            B1, N, Da = xa.shape
-            B2, M, _ = ya.shape
-            C = torch.mm(xa.reshape(B1 * N, Da), ya.reshape(B2 * M, Da).T).view(B1, N, B2, M)
-            if sq:
-                C.clamp_min_(0)
-            return C.permute(0, 2, 1, 3)
-        C = torch.bmm(xa, ya.transpose(1, 2))
-        if sq:
-            C.clamp_min_(0)
-        return C
+        return gemm_cost(x, y, sq, offset, pairwise)
 
     @staticmethod
     def backward(ctx, G):
@@ -246,7 +246,7 @@ def _check_callable_out(C, shape) -> None:
         raise TypeError(f"a callable cost must return a tensor, got {type(C).__name__}")
     if tuple(C.shape) != tuple(shape):
         raise ValueError(f"a callable cost must return shape {tuple(shape)}, got {tuple(C.shape)}")
-    _check_finite_fast("cost(x, y)", C)
+    check_finite("cost(x, y)", C)
 
 
 # ============================================================ torch backend
@@ -328,9 +328,12 @@ def _triton_module():
     return tk
 
 
-def _r_slots(N: int, M: int, bandwidth: int, backend: str) -> int:
+def _r_slots(P: int, N: int, M: int, bandwidth: int, dtype: torch.dtype, backend: str) -> int:
+    """Elements per pair of the state the forward saves for the backward (backend-specific)."""
     if backend == "triton":
         return _triton_module().soft_dtw_layout(N, M, bandwidth)[3]
+    if backend == "cpp":
+        return int(cpp().soft_dtw_state_slots(P, N, M, dtype == torch.float64))
     return (N + 2) * (M + 2)
 
 
@@ -342,7 +345,7 @@ def _fwd_op(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: to
     P = P1 * P2
     if backend == "cpp":
         values = torch.empty(P, dtype=C.dtype)
-        R = torch.empty(P, (N + 2) * (M + 2), dtype=C.dtype)
+        R = torch.empty(P, _r_slots(P, N, M, bandwidth, C.dtype, backend), dtype=C.dtype)
         cpp().soft_dtw_forward(C.detach().numpy(), gamma.detach().contiguous().numpy(),
                                x_len.contiguous().numpy(), y_len.contiguous().numpy(), bandwidth,
                                values.numpy(), R.numpy())
@@ -356,7 +359,7 @@ def _fwd_op(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: to
 @_fwd_op.register_fake
 def _(C, gamma, x_len, y_len, bandwidth, backend):
     P1, P2, N, M = C.shape
-    return C.new_empty(P1 * P2), C.new_empty(P1 * P2, _r_slots(N, M, bandwidth, backend))
+    return C.new_empty(P1 * P2), C.new_empty(P1 * P2, _r_slots(P1 * P2, N, M, bandwidth, C.dtype, backend))
 
 
 @torch.library.custom_op("vtalign::soft_dtw_bwd", mutates_args=())
@@ -396,6 +399,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(C, R, gamma, x_len, y_len, values)
     ctx.bandwidth, ctx.backend = bandwidth, backend
     ctx.mark_non_differentiable(R)
+    ctx.set_materialize_grads(False)  # else autograd zero-fills a gradient for R: a pass over [P, S]
 
 
 def _fwd_backward(ctx, g_values, g_R):
@@ -470,7 +474,7 @@ def soft_dtw_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: Optional[in
         values `[B]` (float64 for float64 input on the CPU, float32 otherwise).
     """
     check_tensor("C", C, ndims=(3,))
-    _check_finite_fast("C", C)
+    check_finite("C", C)
     B, N, M = C.shape
     g = _check_gamma(gamma, B)
     xl = _check_lengths("x_lengths", x_lengths, B, N)
@@ -505,12 +509,27 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
         gg = g.double() if isinstance(g, torch.Tensor) else g
         return ref.soft_dtw(x, y, gg, cost=cost, bandwidth=None if w < 0 else w, x_lengths=xl.tolist(),
                             y_lengths=yl.tolist(), normalize=normalize)
-    v = _run(pairwise_cost(x, y, cost)[None], g, xl, yl, w, be)
+    v = _run_features(x, y, cost, g, xl, yl, w, be)
     if not normalize:
         return v
-    vxx = _run(pairwise_cost(x, x, cost)[None], g, xl, xl, w, be)
-    vyy = _run(pairwise_cost(y, y, cost)[None], g, yl, yl, w, be)
+    vxx = _run_features(x, x, cost, g, xl, xl, w, be)
+    vyy = _run_features(y, y, cost, g, yl, yl, w, be)
     return v - 0.5 * (vxx + vyy)
+
+
+def _run_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, gamma: Gamma, xl: torch.Tensor,
+                  yl: torch.Tensor, w: int, backend: str) -> torch.Tensor:
+    """values [B] for checked features; the fused C++ path when it applies (_soft_dtw_fused)."""
+    B, N, M = x.shape[0], x.shape[1], y.shape[1]
+    dt = _compute_dtype(x, backend)
+    if backend == "cpp" and not callable(cost) and fused.fused_available(B, N, M, dt):
+        if cost == "cosine":
+            x, y = _unit(x), _unit(y)
+        sq, offset = cost == "sqeuclidean", 1.0 if cost == "cosine" else 0.0
+        g = _gamma_vector(gamma, B, 1, dt, x.device)
+        return fused.FeatureSoftDTW.apply(x.to(dt), y.to(dt), g, xl, yl, int(w), sq,
+                                          lambda a, b: gemm_cost(a, b, sq, offset, False))
+    return _run(pairwise_cost(x, y, cost)[None], gamma, xl, yl, w, backend)
 
 
 def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
@@ -571,7 +590,7 @@ def soft_dtw_alignment_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: O
     anti-diagonal of the block carries mass between 0 and 1.
     """
     check_tensor("C", C, ndims=(3,))
-    _check_finite_fast("C", C)
+    check_finite("C", C)
     B, N, M = C.shape
     g = _check_gamma(gamma, B)
     xl = _check_lengths("x_lengths", x_lengths, B, N)

@@ -1,0 +1,298 @@
+// Soft-DTW forward/backward for a group of L pairs at once, one pair per SIMD
+// lane (L = 64 bytes / sizeof(T): 16 float or 8 double). Used by soft_dtw.cpp
+// for every full group of L pairs; conventions (band rule, lengths, <E, C>)
+// are those of soft_dtw.cpp and python/vtalign/reference/soft_dtw.py.
+//
+// Why lanes across pairs: vectorising along an anti-diagonal (the per-pair
+// path) pays for strided cost gathers, short diagonals near the corners and
+// per-diagonal bookkeeping. Across pairs every cell is one full-width vector
+// op on contiguous data, whatever the lengths or the band.
+//
+// Why weights instead of R. The backward recurrence
+//   E[p] = Σ_s E[s]·w(p→s),  w(p→s) = e^{(R[s] − C[s] − R[p])/γ},
+// needs three exps per cell when rebuilt from R. But w(p→s) is exactly the
+// soft-min weight the forward already computed at s: R[s] − C[s] = softmin,
+// so w(p→s) = e^{(min − R[p])/γ} / Σ. The forward stores, per cell s, the
+// weights towards its up (I−1, J) and left (I, J−1) predecessors; the diagonal
+// one is 1 − w_up − w_left (they sum to 1). The backward is then a few FMAs per
+// cell and no transcendental: on this machine's one 512-bit FMA port an exp
+// costs about as much as the whole weighted sum. (Deriving the third weight
+// rounds at the level of 1 ulp of 1, i.e. an absolute 6e-8 / 1e-16.)
+//
+// Layout. The group's state slab is W[N][M+1][2][L] (lane innermost; column
+// M+1 stays 0 so the backward can read one column past any lane). R lives in a
+// ring of K+1 rows of (mmax+2)·L; costs are transposed row by row into a ring
+// of the same shape, so no [B, N, M] copy of C is made.
+//
+// Ragged lengths and the band are per-lane column intervals [lo, hi] per row:
+// cells outside get R = +inf, W = 0 and E = 0, so lanes of different shapes
+// share one sweep over the group's largest extent.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "fastmath.h"
+#include "lane_transpose.h"
+
+namespace vtalign {
+namespace sdtw_lanes {
+
+using fastmath::exp_nonpos;
+using fastmath::kInf;
+using fastmath::log_pos;
+
+template <typename T>
+constexpr int kLanes = 64 / static_cast<int>(sizeof(T));
+constexpr int kRows = 4;  // rows swept together on a skewed front (independent chains)
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+// State elements per pair when the lane path is used (the per-pair path needs (N+2)(M+2)).
+inline int64_t state_slots(int64_t N, int64_t M) { return 2 * N * (M + 1); }
+
+template <typename T>
+struct Group {
+  static constexpr int L = kLanes<T>;
+  int64_t N = 0, M = 0, rs = 0;  // padded sizes and C's row stride
+  int64_t n[L], m[L], W[L];      // lengths; band half-width scaled (-1: no band)
+  int64_t nmax = 0, mmax = 0;
+  const T* c[L];
+  T gamma[L], inv[L];
+
+  void init(const T* const* cptr, const int64_t* xl, const int64_t* yl, const T* gm, int64_t N_,
+            int64_t M_, int64_t rs_, int64_t band) {
+    N = N_;
+    M = M_;
+    rs = rs_;
+    nmax = mmax = 0;
+    for (int l = 0; l < L; ++l) {
+      n[l] = xl[l];
+      m[l] = yl[l];
+      c[l] = cptr[l];
+      gamma[l] = gm[l];
+      inv[l] = T(1) / gm[l];
+      const int64_t lo = std::min(n[l], m[l]), hi = std::max(n[l], m[l]);
+      W[l] = (band >= 0 && lo > 1) ? std::min(band, hi) * (lo - 1) : -1;
+      nmax = std::max(nmax, n[l]);
+      mmax = std::max(mmax, m[l]);
+    }
+  }
+  int64_t wrow() const { return (M + 1) * 2 * L; }  // one row of the W slab
+  int64_t ring_row() const { return (mmax + 2) * L; }
+
+  // Columns [lo, hi] of row I (1-based) inside lane l's grid and band; lo > hi when none.
+  // Stored as T so the lane mask is a compare in the same vector width as the data.
+  void row_interval(int64_t I, T* lo, T* hi) const {
+    for (int l = 0; l < L; ++l) {
+      int64_t a = 1, b = m[l];
+      if (I > n[l]) {
+        b = 0;
+      } else if (W[l] >= 0) {
+        // |(I-1)(m-1) - (J-1)(n-1)| <= W  <=>  J-1 in [ceil((A-W)/(n-1)), floor((A+W)/(n-1))]
+        const int64_t A = (I - 1) * (m[l] - 1), d = n[l] - 1;
+        a = std::max<int64_t>(a, 1 + ceil_div(A - W[l], d));
+        b = std::min<int64_t>(b, 1 + floor_div(A + W[l], d));
+      }
+      lo[l] = static_cast<T>(a);
+      hi[l] = static_cast<T>(b);
+    }
+  }
+
+  // Row I of C (1-based; C[I-1, J-1] at column J) interleaved into dst[(mmax+2)*L].
+  void load_costs(int64_t I, T* dst) const {
+    std::fill(dst, dst + L, T(0));
+    std::fill(dst + (mmax + 1) * L, dst + (mmax + 2) * L, T(0));
+    const T* src[L];
+    for (int l = 0; l < L; ++l) src[l] = c[l] + (I - 1) * rs;
+    transpose::rows_to_lanes<T, L>(src, mmax, dst + L);
+  }
+};
+
+// Scratch (elements) forward_group / backward_group need for a group.
+template <typename T>
+int64_t forward_work(const Group<T>& g) {
+  return 2 * (kRows + 1) * g.ring_row();
+}
+template <typename T>
+int64_t backward_work(const Group<T>& g) {
+  return (kRows + 2) * g.ring_row() + g.wrow();
+}
+
+// ---------------------------------------------------------------- forward
+// Cell (I, J) for every lane: x, y, z = R at (I-1,J-1), (I-1,J), (I,J-1). Writes R
+// and the weights towards the up and left predecessors.
+template <typename T, bool kWeights>
+inline void fwd_cells(const Group<T>& g, const T* __restrict__ up, const T* __restrict__ left,
+                      const T* __restrict__ cc, const T* __restrict__ lo, const T* __restrict__ hi, T TJ,
+                      T* __restrict__ out, T* __restrict__ w) {
+  constexpr int L = kLanes<T>;
+#pragma omp simd
+  for (int l = 0; l < L; ++l) {
+    const T x = up[l - L], y = up[l], z = left[l];
+    // sort branch-free: softmin = mn − γ·log(1 + a + b), a, b = e^{(mn − md)/γ}, e^{(mn − mx)/γ}
+    const T lo_xy = x < y ? x : y, hi_xy = x < y ? y : x;
+    const T mn = lo_xy < z ? lo_xy : z;
+    const T mx = hi_xy < z ? z : hi_xy;
+    const T md = lo_xy < z ? (hi_xy < z ? hi_xy : z) : lo_xy;
+    const T inv = g.inv[l];
+    const T a = exp_nonpos((mn - md) * inv), b = exp_nonpos((mn - mx) * inv);
+    const T s3 = T(1) + a + b;
+    const T r = cc[l] + (mn - g.gamma[l] * log_pos(s3));
+    const T rinv = T(1) / s3;
+    // each predecessor's weight is its own e^{(mn − value)/γ}: equal values, equal weights
+    const T wy = (y == mn ? T(1) : (y == md ? a : b)) * rinv;
+    const T wz = (z == mn ? T(1) : (z == md ? a : b)) * rinv;
+    const bool ok = TJ >= lo[l] && TJ <= hi[l] && mn < kInf<T>;
+    out[l] = ok ? r : kInf<T>;
+    if (kWeights) {
+      w[l] = ok ? wy : T(0);
+      w[l + L] = ok ? wz : T(0);
+    }
+  }
+}
+
+// Wslab: the group's [N][M+1][2][L] state (unused without kWeights: values only);
+// values[l] = R[n_l, m_l]. `work` holds forward_work(g) elements.
+template <typename T, bool kWeights = true>
+void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
+  constexpr int L = kLanes<T>, K = kRows, RING = K + 1;
+  const int64_t cw = g.ring_row(), ww = g.wrow();
+  T* rring = work;
+  T* cring = work + RING * cw;
+  auto rrow = [&](int64_t I) { return rring + (I % RING) * cw; };
+  auto crow = [&](int64_t I) { return cring + (I % RING) * cw; };
+  // Border: R[0,0] = 0, the rest of row 0 +inf; column 0 of every row +inf.
+  std::fill(rrow(0), rrow(0) + cw, kInf<T>);
+  std::fill(rrow(0), rrow(0) + L, T(0));
+  T lo[K][L], hi[K][L];
+  for (int64_t I0 = 1; I0 <= g.nmax; I0 += K) {
+    const int rows = static_cast<int>(std::min<int64_t>(K, g.nmax - I0 + 1));
+    for (int k = 0; k < rows; ++k) {
+      const int64_t I = I0 + k;
+      g.load_costs(I, crow(I));
+      g.row_interval(I, lo[k], hi[k]);
+      std::fill(rrow(I), rrow(I) + L, kInf<T>);
+      if (kWeights) {  // columns past the sweep: zero weight
+        T* wr = Wslab + (I - 1) * ww;
+        std::fill(wr + g.mmax * 2 * L, wr + ww, T(0));
+      }
+    }
+    // row I0+k handles column t-k: its up neighbour was done by row k-1 one step earlier
+    for (int64_t t = 1; t <= g.mmax + rows - 1; ++t) {
+      for (int k = 0; k < rows; ++k) {
+        const int64_t I = I0 + k, J = t - k;
+        if (J < 1 || J > g.mmax) continue;
+        fwd_cells<T, kWeights>(g, rrow(I - 1) + J * L, rrow(I) + (J - 1) * L, crow(I) + J * L, lo[k], hi[k],
+                     static_cast<T>(J), rrow(I) + J * L, Wslab + (I - 1) * ww + (J - 1) * 2 * L);
+      }
+    }
+    for (int k = 0; k < rows; ++k) {
+      const int64_t I = I0 + k;
+      for (int l = 0; l < L; ++l)
+        if (g.n[l] == I) values[l] = rrow(I)[g.m[l] * L + l];
+    }
+  }
+  // rows past the sweep are never read; define them (outputs are deterministic)
+  if (kWeights) std::fill(Wslab + g.nmax * ww, Wslab + g.N * ww, T(0));
+}
+
+// --------------------------------------------------------------- backward
+// E[I,J] = E[I+1,J]·w_up(I+1,J) + E[I,J+1]·w_left(I,J+1) + E[I+1,J+1]·w_diag(I+1,J+1),
+// E[n,m] = 1. E rows live in a ring of K+1 rows; each finished row (times scale[l])
+// goes to lane l's [N, M] output, and ec[l] = <E, C> over lane l's grid.
+// `work` holds backward_work(g) elements.
+template <typename T>
+inline void bwd_cells(const T* __restrict__ wd, const T* __restrict__ wr, const T* __restrict__ ed,
+                      const T* __restrict__ er, const T* __restrict__ lo, const T* __restrict__ hi,
+                      const T* __restrict__ endJ, T TJ, T* __restrict__ out) {
+  constexpr int L = kLanes<T>;
+  // wd: W at (I+1, J) (its up, left at [0, L) and [L, 2L); (I+1, J+1) follows at 2L);
+  // wr: W at (I, J+1); ed: E at (I+1, J) and (I+1, J+1); er: E at (I, J+1)
+#pragma omp simd
+  for (int l = 0; l < L; ++l) {
+    const T w_diag = T(1) - wd[2 * L + l] - wd[3 * L + l];
+    const T v = ed[l] * wd[l] + er[l] * wr[L + l] + ed[L + l] * (w_diag > T(0) ? w_diag : T(0));
+    const bool inside = TJ >= lo[l] && TJ <= hi[l];
+    out[l] = TJ == endJ[l] ? T(1) : (inside ? v : T(0));
+  }
+}
+
+// rowsum/colsum (optional, nullptr to skip): lane l's Σ_J and Σ_I of its output rows.
+template <typename T>
+void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const* Eout, double* ec,
+                    T* work, T* const* rowsum = nullptr, T* const* colsum = nullptr) {
+  constexpr int L = kLanes<T>, K = kRows, RING = K + 1;
+  const int64_t cw = g.ring_row(), ww = g.wrow();
+  T* ering = work;
+  T* wzero = work + RING * cw;  // the W row below the last one: no mass comes from there
+  std::fill(wzero, wzero + ww, T(0));
+  T* cscratch = wzero + ww;  // one interleaved row of C, for <E, C>
+  T mlen[L];
+  for (int l = 0; l < L; ++l) mlen[l] = static_cast<T>(g.m[l]);
+  auto erow = [&](int64_t I) { return ering + (I % RING) * cw; };
+  auto wrow = [&](int64_t I) { return I <= g.nmax ? Wslab + (I - 1) * ww : wzero; };
+  std::fill(erow(g.nmax + 1), erow(g.nmax + 1) + cw, T(0));
+  // output rows past the group's extent
+  for (int l = 0; l < L; ++l) std::fill(Eout[l] + g.nmax * g.M, Eout[l] + g.N * g.M, T(0));
+  if (rowsum)
+    for (int l = 0; l < L; ++l) {
+      std::fill(rowsum[l] + g.nmax, rowsum[l] + g.N, T(0));
+      std::fill(colsum[l], colsum[l] + g.M, T(0));
+    }
+  double acc[L] = {};
+  T lo[K][L], hi[K][L], endJ[K][L];  // endJ: lane l's end column if its end is on that row, else 0
+  for (int64_t Ib = g.nmax; Ib >= 1; Ib -= K) {
+    const int rows = static_cast<int>(std::min<int64_t>(K, Ib));
+    for (int k = 0; k < rows; ++k) {
+      const int64_t I = Ib - k;
+      g.row_interval(I, lo[k], hi[k]);
+      std::fill(erow(I) + (g.mmax + 1) * L, erow(I) + cw, T(0));
+      for (int l = 0; l < L; ++l) endJ[k][l] = g.n[l] == I ? static_cast<T>(g.m[l]) : T(0);
+    }
+    // row Ib-k handles column t+k: the row below is one step ahead of it
+    for (int64_t t = g.mmax; t >= 2 - rows; --t) {
+      for (int k = 0; k < rows; ++k) {
+        const int64_t I = Ib - k, J = t + k;
+        if (J < 1 || J > g.mmax) continue;
+        bwd_cells<T>(wrow(I + 1) + (J - 1) * 2 * L, wrow(I) + J * 2 * L, erow(I + 1) + J * L,
+                     erow(I) + (J + 1) * L, lo[k], hi[k], endJ[k], static_cast<T>(J), erow(I) + J * L);
+      }
+    }
+    // finished rows: to each lane's output, and <E, C> over each lane's own grid
+    for (int k = 0; k < rows; ++k) {
+      const int64_t I = Ib - k;
+      const T* e = erow(I) + L;
+      T* dst[L];
+      for (int l = 0; l < L; ++l) dst[l] = Eout[l] + (I - 1) * g.M;
+      transpose::lanes_to_rows<T, L>(e, g.mmax, dst, scale);  // zero past each lane's grid already
+      for (int l = 0; l < L; ++l) std::fill(dst[l] + g.mmax, dst[l] + g.M, T(0));
+      if (rowsum)  // the row is in L1 now; the GEMM-based gradient needs these sums
+        for (int l = 0; l < L; ++l) {
+          const T* d = dst[l];
+          T* cs = colsum[l];
+          T r = T(0);
+#pragma omp simd reduction(+ : r)
+          for (int64_t J = 0; J < g.mmax; ++J) {
+            r += d[J];
+            cs[J] += d[J];
+          }
+          rowsum[l][I - 1] = r;
+        }
+      g.load_costs(I, cscratch);
+      const T* c = cscratch + L;
+      T a[L] = {};
+      for (int64_t J = 0; J < g.mmax; ++J) {
+        const T TJ = static_cast<T>(J + 1);
+#pragma omp simd
+        for (int l = 0; l < L; ++l) a[l] += TJ <= mlen[l] && I <= g.n[l] ? e[J * L + l] * c[J * L + l] : T(0);
+      }
+      for (int l = 0; l < L; ++l) acc[l] += static_cast<double>(a[l]);
+    }
+  }
+  for (int l = 0; l < L; ++l) ec[l] = acc[l];
+}
+
+}  // namespace sdtw_lanes
+}  // namespace vtalign

@@ -1,0 +1,103 @@
+"""Soft-DTW from features on the C++ backend in one fused forward+backward call.
+
+Why: on a CPU the unfused chain (cost GEMM → DP forward writing its state →
+DP backward reading it back and writing E → E scaled by the incoming gradient →
+gradient GEMM) streams about four [B, N, M] matrices through memory more than
+needed, and at B = 32, N = M = 256 that traffic costs more than the DP. Here the
+DP runs forward and backward at once (its state stays in a per-thread slab), E
+is kept unscaled, and the incoming gradient is applied to the [B, N, D] result
+of the gradient GEMM instead of the [B, N, M] matrix. Row and column sums of E
+come out of the kernel, so the squared-Euclidean gradient needs no extra pass.
+
+Used by `vtalign.soft_dtw` for backend "cpp" when the batch has at least one
+full lane group (16 float / 8 double pairs) and the slab fits
+`FUSED_SLAB_LIMIT`; everything else takes the custom-op path in soft_dtw.py.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from vtalign.ops._common import cpp
+
+FUSED_SLAB_LIMIT = 32 * 2**20  # per-thread scratch of one lane group, bytes
+
+LANES = {torch.float32: 16, torch.float64: 8}
+
+
+def fused_available(P: int, N: int, M: int, dtype: torch.dtype) -> bool:
+    """Whether `soft_dtw_fused` takes P pairs of [N, M] in `dtype` (C++ backend)."""
+    if dtype not in LANES or P < LANES[dtype]:
+        return False
+    return int(cpp().soft_dtw_fused_slab_bytes(N, M, dtype == torch.float64)) <= FUSED_SLAB_LIMIT
+
+
+@torch.library.custom_op("vtalign::soft_dtw_fused", mutates_args=())
+def _fused_op(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
+              bandwidth: int, need_grad: bool
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """C [P, N, M] -> values [P], E [P, N, M] (= ∂value/∂C), ⟨E, C⟩ [P] float64, row sums
+    [P, N] and column sums [P, M] of E; the last four are empty without need_grad."""
+    P, N, M = C.shape
+    k = 1 if need_grad else 0
+    values = torch.empty(P, dtype=C.dtype)
+    E = torch.empty(k * P, N, M, dtype=C.dtype)
+    EC = torch.empty(k * P, dtype=torch.float64)
+    rows = torch.empty(k * P, N, dtype=C.dtype)
+    cols = torch.empty(k * P, M, dtype=C.dtype)
+    cpp().soft_dtw_fused(C.detach()[None].numpy(), gamma.detach().contiguous().numpy(),
+                         x_len.contiguous().numpy(), y_len.contiguous().numpy(), bandwidth, need_grad,
+                         values.numpy(), E.numpy(), EC.numpy(), rows.numpy(), cols.numpy())
+    return values, E, EC, rows, cols
+
+
+@_fused_op.register_fake
+def _(C, gamma, x_len, y_len, bandwidth, need_grad):
+    P, N, M = C.shape
+    k = 1 if need_grad else 0
+    return (C.new_empty(P), C.new_empty(k * P, N, M), C.new_empty(k * P, dtype=torch.float64),
+            C.new_empty(k * P, N), C.new_empty(k * P, M))
+
+
+class FeatureSoftDTW(torch.autograd.Function):
+    """values [B] for x [B, N, D], y [B, M, D] and a GEMM cost; gradients to x, y, γ.
+
+    cost(x, y) -> C [B, N, M] must be offset − x·yᵀ (sq=False) or |x − y|² (sq=True):
+    the backward uses those closed forms.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
+                y_len: torch.Tensor, bandwidth: int, sq: bool,
+                cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        need_grad = any(ctx.needs_input_grad[:3])
+        with torch.no_grad():
+            C = cost(x, y)
+            if C.stride(-1) != 1:
+                C = C.contiguous()
+            values, E, EC, rows, cols = _fused_op(C, gamma, x_len, y_len, int(bandwidth), need_grad)
+        del C  # not kept: the backward needs only E and its sums
+        if need_grad:
+            ctx.save_for_backward(x, y, gamma, values, E, EC, rows, cols)
+        ctx.sq = sq
+        return values
+
+    @staticmethod
+    def backward(ctx, g_values: torch.Tensor):
+        x, y, gamma, values, E, EC, rows, cols = ctx.saved_tensors
+        s = g_values[:, None, None].to(x.dtype)
+        gx = gy = gg = None
+        if ctx.needs_input_grad[0]:
+            gx = -torch.bmm(E, y)
+            if ctx.sq:
+                gx = 2 * (gx + rows[:, :, None] * x)
+            gx = gx * s
+        if ctx.needs_input_grad[1]:
+            gy = -torch.bmm(E.transpose(1, 2), x)
+            if ctx.sq:
+                gy = 2 * (gy + cols[:, :, None] * y)
+            gy = gy * s
+        if ctx.needs_input_grad[2]:
+            gg = g_values * (values - EC.to(values.dtype)) / gamma
+        return gx, gy, gg, None, None, None, None, None
