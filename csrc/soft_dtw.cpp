@@ -455,7 +455,9 @@ template <typename T>
 void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
                     py::array_t<int64_t, py::array::c_style> xlen,
                     py::array_t<int64_t, py::array::c_style> ylen, int64_t bandwidth, bool need_grad,
-                    py::array values, py::array E, py::array EC, py::array rowsum, py::array colsum) {
+                    bool need_ec, double alpha, double offset, bool clamp, py::array_t<T, py::array::c_style> xnorm,
+                    py::array_t<T, py::array::c_style> ynorm, py::array values, py::array E, py::array EC,
+                    py::array rowsum, py::array colsum) {
   const Batch bt = batch_of(C);
   const int64_t P = bt.P1 * bt.P2, NM = bt.N * bt.M;
   const int64_t ng = need_grad ? 1 : 0;
@@ -463,6 +465,11 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
       E.size() != ng * P * NM || EC.size() != ng * P || rowsum.size() != ng * P * bt.N ||
       colsum.size() != ng * P * bt.M)
     throw std::invalid_argument("soft_dtw_fused: buffer sizes do not match the pairs");
+  if ((xnorm.size() != 0 && xnorm.size() != P * bt.N) || (ynorm.size() != 0 && ynorm.size() != P * bt.M))
+    throw std::invalid_argument("soft_dtw_fused: xnorm must be [P, N] and ynorm [P, M] (or empty)");
+  const T* xnp = xnorm.size() ? xnorm.data() : nullptr;
+  const T* ynp = ynorm.size() ? ynorm.data() : nullptr;
+  const bool transform = alpha != 1.0 || offset != 0.0 || clamp || xnp || ynp;
   const T* c = C.data();
   const T* gm = gamma.data();
   const int64_t* xl = xlen.data();
@@ -481,7 +488,7 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
   {
     FlushSubnormals ftz;
     lanes::Group<T> grp;
-    std::vector<T> work, Rpair, ring;
+    std::vector<T> work, Rpair, ring, cbuf;
     T one[L];
     for (int l = 0; l < L; ++l) one[l] = T(1);
     Geom g;
@@ -493,6 +500,15 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
         const T* cp[L];
         for (int l = 0; l < L; ++l) cp[l] = pair_ptr(p0 + l);
         grp.init(cp, xl + p0, yl + p0, gm + p0, bt.N, bt.M, bt.rs, bandwidth);
+        if (transform) {
+          const T* xr[L];
+          const T* yr[L];
+          for (int l = 0; l < L; ++l) {
+            xr[l] = xnp ? xnp + (p0 + l) * bt.N : nullptr;
+            yr[l] = ynp ? ynp + (p0 + l) * bt.M : nullptr;
+          }
+          grp.set_transform(T(alpha), T(offset), clamp, xnp ? xr : nullptr, ynp ? yr : nullptr);
+        }
         work.resize(std::max(lanes::forward_work<T>(grp), lanes::backward_work<T>(grp)));
         if (!need_grad) {
           lanes::forward_group<T, false>(grp, nullptr, val + p0, work.data());
@@ -508,18 +524,39 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
           ro[l] = rsum + (p0 + l) * bt.N;
           co[l] = csum + (p0 + l) * bt.M;
         }
-        lanes::backward_group<T>(grp, slab, one, eo, ec + p0, work.data(), ro, co);
+        lanes::backward_group<T>(grp, slab, one, eo, need_ec ? ec + p0 : nullptr, work.data(), ro, co);
+        if (!need_ec) std::fill(ec + p0, ec + p0 + L, 0.0);
         continue;
       }
       const int64_t p = G * L + (it - G), S = (bt.N + 2) * (bt.M + 2);
       g.init(xl[p], yl[p], bandwidth);
+      const T* cpair = pair_ptr(p);
+      int64_t rs = bt.rs;
+      if (transform) {  // this pair's cost, materialised (the pair kernels read C as given)
+        cbuf.resize(NM);
+        const T* xr = xnp ? xnp + p * bt.N : nullptr;
+        const T* yr = ynp ? ynp + p * bt.M : nullptr;
+        const T lo = clamp ? T(0) : -kInf<T>;
+        for (int64_t i = 0; i < bt.N; ++i) {
+          const T* src = cpair + i * bt.rs;
+          T* dst = cbuf.data() + i * bt.M;
+          const T base = T(offset) + (xr ? xr[i] : T(0));
+#pragma omp simd
+          for (int64_t j = 0; j < bt.M; ++j) {
+            const T v = T(alpha) * src[j] + base + (yr ? yr[j] : T(0));
+            dst[j] = v > lo ? v : lo;
+          }
+        }
+        cpair = cbuf.data();
+        rs = bt.M;
+      }
       Rpair.resize(S);
-      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], Rpair.data(), S, val + p, 0, 1);
+      forward_pair<T>(g, cpair, rs, gm[p], Rpair.data(), S, val + p, 0, 1);
       if (!need_grad) continue;
       ring.resize(6 * (bt.N + 2));
       T* ep = e + p * NM;
-      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, Rpair.data(), gm[p], T(1), ring.data(), ep, bt.N,
-                               bt.M, 0, 1, &partial);
+      ec[p] = backward_pair<T>(g, cpair, rs, Rpair.data(), gm[p], T(1), ring.data(), ep, bt.N, bt.M, 0, 1,
+                               &partial);
       T* rp = rsum + p * bt.N;
       T* cpo = csum + p * bt.M;
       std::fill(cpo, cpo + bt.M, T(0));
@@ -574,12 +611,16 @@ void register_soft_dtw(py::module_& m) {
       py::arg("P"), py::arg("N"), py::arg("M"), py::arg("is_double"),
       "elements per pair of the state buffer soft_dtw_forward fills for P pairs of [N, M]");
   const char* fudoc =
-      "soft_dtw_fused(C[P1,P2,N,M], gamma[P], xlen[P], ylen[P], bandwidth, need_grad, values[P], "
-      "E[P,N,M], EC[P] float64, rowsum[P,N], colsum[P,M]): forward and (when need_grad) the "
-      "unscaled backward in one call; the gradient buffers may be empty without need_grad";
+      "soft_dtw_fused(D[P1,P2,N,M], gamma[P], xlen[P], ylen[P], bandwidth, need_grad, need_ec, alpha, "
+      "offset, "
+      "clamp, xnorm[P,N] or [0], ynorm[P,M] or [0], values[P], E[P,N,M], EC[P] float64, rowsum[P,N], "
+      "colsum[P,M]): soft-DTW on the cost C = alpha*D + xnorm_i + ynorm_j + offset (clamped at 0 "
+      "when clamp), forward and (when need_grad) the unscaled backward in one call; the gradient "
+      "buffers may be empty without need_grad; EC is 0 for lane groups without need_ec";
   m.def("soft_dtw_fused", &soft_dtw_fused<float>, py::arg("C"), py::arg("gamma"), py::arg("xlen"),
-        py::arg("ylen"), py::arg("bandwidth"), py::arg("need_grad"), py::arg("values"), py::arg("E"),
-        py::arg("EC"), py::arg("rowsum"), py::arg("colsum"), fudoc);
+        py::arg("ylen"), py::arg("bandwidth"), py::arg("need_grad"), py::arg("need_ec"), py::arg("alpha"), py::arg("offset"),
+        py::arg("clamp"), py::arg("xnorm"), py::arg("ynorm"), py::arg("values"), py::arg("E"), py::arg("EC"),
+        py::arg("rowsum"), py::arg("colsum"), fudoc);
   m.def("soft_dtw_fused", &soft_dtw_fused<double>);
   m.def(
       "soft_dtw_fused_slab_bytes",

@@ -60,6 +60,13 @@ struct Group {
   int64_t nmax = 0, mmax = 0;
   const T* c[L];
   T gamma[L], inv[L];
+  // The stored matrix may be a GEMM product d, with the cost c = alpha·d + xn_I + yn_J
+  // + offset (clamped at 0 when clamp): folding the norms in here saves the caller
+  // passes over [B, N, M]. Identity by default.
+  T alpha = T(1), offset = T(0);
+  bool clamp = false;
+  const T* xn[L] = {};            // [n] per lane, or all null
+  std::vector<T> yn_lanes;         // yn interleaved [(mmax+2)][L], empty when no yn
 
   void init(const T* const* cptr, const int64_t* xl, const int64_t* yl, const T* gm, int64_t N_,
             int64_t M_, int64_t rs_, int64_t band) {
@@ -78,7 +85,27 @@ struct Group {
       nmax = std::max(nmax, n[l]);
       mmax = std::max(mmax, m[l]);
     }
+    alpha = T(1);
+    offset = T(0);
+    clamp = false;
+    std::fill(xn, xn + L, nullptr);
+    yn_lanes.clear();
   }
+
+  // Cost = alpha·stored + xn[l][I-1] + yn[l][J-1] + offset (clamped at 0 if clamp);
+  // xn_rows / yn_rows: per-lane pointers, or nullptr for none.
+  void set_transform(T alpha_, T offset_, bool clamp_, const T* const* xn_rows, const T* const* yn_rows) {
+    alpha = alpha_;
+    offset = offset_;
+    clamp = clamp_;
+    for (int l = 0; l < L; ++l) xn[l] = xn_rows ? xn_rows[l] : nullptr;
+    yn_lanes.clear();
+    if (yn_rows) {
+      yn_lanes.assign((mmax + 2) * L, T(0));
+      transpose::rows_to_lanes<T, L>(yn_rows, mmax, yn_lanes.data() + L);
+    }
+  }
+  bool identity() const { return alpha == T(1) && offset == T(0) && !clamp && !xn[0] && yn_lanes.empty(); }
   int64_t wrow() const { return (M + 1) * 2 * L; }  // one row of the W slab
   int64_t ring_row() const { return (mmax + 2) * L; }
 
@@ -107,6 +134,19 @@ struct Group {
     const T* src[L];
     for (int l = 0; l < L; ++l) src[l] = c[l] + (I - 1) * rs;
     transpose::rows_to_lanes<T, L>(src, mmax, dst + L);
+    if (identity()) return;
+    T base[L];
+    for (int l = 0; l < L; ++l) base[l] = offset + (xn[l] ? xn[l][I - 1] : T(0));
+    const T* yv = yn_lanes.empty() ? nullptr : yn_lanes.data();
+    const T a = alpha, lo = clamp ? T(0) : -kInf<T>;
+    for (int64_t J = 1; J <= mmax; ++J) {
+      T* d = dst + J * L;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        const T v = a * d[l] + base[l] + (yv ? yv[J * L + l] : T(0));
+        d[l] = v > lo ? v : lo;
+      }
+    }
   }
 };
 
@@ -201,7 +241,7 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
 // --------------------------------------------------------------- backward
 // E[I,J] = E[I+1,J]·w_up(I+1,J) + E[I,J+1]·w_left(I,J+1) + E[I+1,J+1]·w_diag(I+1,J+1),
 // E[n,m] = 1. E rows live in a ring of K+1 rows; each finished row (times scale[l])
-// goes to lane l's [N, M] output, and ec[l] = <E, C> over lane l's grid.
+// goes to lane l's [N, M] output, and ec[l] = <E, C> over lane l's grid (ec may be null).
 // `work` holds backward_work(g) elements.
 template <typename T>
 inline void bwd_cells(const T* __restrict__ wd, const T* __restrict__ wr, const T* __restrict__ ed,
@@ -280,6 +320,7 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
           }
           rowsum[l][I - 1] = r;
         }
+      if (!ec) continue;  // <E, C> is only wanted for a γ gradient; it costs a second pass over C
       g.load_costs(I, cscratch);
       const T* c = cscratch + L;
       T a[L] = {};
@@ -291,7 +332,8 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
       for (int l = 0; l < L; ++l) acc[l] += static_cast<double>(a[l]);
     }
   }
-  for (int l = 0; l < L; ++l) ec[l] = acc[l];
+  if (ec)
+    for (int l = 0; l < L; ++l) ec[l] = acc[l];
 }
 
 }  // namespace sdtw_lanes

@@ -15,8 +15,6 @@ full lane group (16 float / 8 double pairs) and the slab fits
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from vtalign.ops._common import cpp
@@ -34,50 +32,58 @@ def fused_available(P: int, N: int, M: int, dtype: torch.dtype) -> bool:
 
 
 @torch.library.custom_op("vtalign::soft_dtw_fused", mutates_args=())
-def _fused_op(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
-              bandwidth: int, need_grad: bool
+def _fused_op(D: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
+              bandwidth: int, need_grad: bool, need_ec: bool, alpha: float, offset: float, clamp: bool,
+              xnorm: torch.Tensor, ynorm: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """C [P, N, M] -> values [P], E [P, N, M] (= ∂value/∂C), ⟨E, C⟩ [P] float64, row sums
-    [P, N] and column sums [P, M] of E; the last four are empty without need_grad."""
-    P, N, M = C.shape
+    """Soft-DTW on C = alpha·D + xnorm[:, :, None] + ynorm[:, None, :] + offset (clamped at 0
+    when clamp; empty norms are 0) for D [P, N, M] -> values [P], E [P, N, M] (= ∂value/∂C),
+    ⟨E, C⟩ [P] float64 (only with need_ec: the γ gradient's; else 0 or, for the pairs
+    outside lane groups, computed anyway), row sums [P, N] and column sums [P, M] of E;
+    the last four are empty without need_grad."""
+    P, N, M = D.shape
     k = 1 if need_grad else 0
-    values = torch.empty(P, dtype=C.dtype)
-    E = torch.empty(k * P, N, M, dtype=C.dtype)
+    values = torch.empty(P, dtype=D.dtype)
+    E = torch.empty(k * P, N, M, dtype=D.dtype)
     EC = torch.empty(k * P, dtype=torch.float64)
-    rows = torch.empty(k * P, N, dtype=C.dtype)
-    cols = torch.empty(k * P, M, dtype=C.dtype)
-    cpp().soft_dtw_fused(C.detach()[None].numpy(), gamma.detach().contiguous().numpy(),
+    rows = torch.empty(k * P, N, dtype=D.dtype)
+    cols = torch.empty(k * P, M, dtype=D.dtype)
+    cpp().soft_dtw_fused(D.detach()[None].numpy(), gamma.detach().contiguous().numpy(),
                          x_len.contiguous().numpy(), y_len.contiguous().numpy(), bandwidth, need_grad,
-                         values.numpy(), E.numpy(), EC.numpy(), rows.numpy(), cols.numpy())
+                         need_ec, alpha, offset, clamp, xnorm.detach().contiguous().numpy(),
+                         ynorm.detach().contiguous().numpy(), values.numpy(), E.numpy(), EC.numpy(),
+                         rows.numpy(), cols.numpy())
     return values, E, EC, rows, cols
 
 
 @_fused_op.register_fake
-def _(C, gamma, x_len, y_len, bandwidth, need_grad):
-    P, N, M = C.shape
+def _(D, gamma, x_len, y_len, bandwidth, need_grad, need_ec, alpha, offset, clamp, xnorm, ynorm):
+    P, N, M = D.shape
     k = 1 if need_grad else 0
-    return (C.new_empty(P), C.new_empty(k * P, N, M), C.new_empty(k * P, dtype=torch.float64),
-            C.new_empty(k * P, N), C.new_empty(k * P, M))
+    return (D.new_empty(P), D.new_empty(k * P, N, M), D.new_empty(k * P, dtype=torch.float64),
+            D.new_empty(k * P, N), D.new_empty(k * P, M))
 
 
 class FeatureSoftDTW(torch.autograd.Function):
-    """values [B] for x [B, N, D], y [B, M, D] and a GEMM cost; gradients to x, y, γ.
+    """values [B] for x [B, N, D], y [B, M, D]; gradients to x, y and γ [B].
 
-    cost(x, y) -> C [B, N, M] must be offset − x·yᵀ (sq=False) or |x − y|² (sq=True):
-    the backward uses those closed forms.
+    sq=True: cost |x_i − y_j|² (clamped at 0 against rounding); sq=False: offset − x_i·y_j.
+    Only x·yᵀ is a GEMM: the norms, the offset and the clamp are applied by the kernel
+    as it reads each row, and the backward uses the closed-form gradients.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
-                y_len: torch.Tensor, bandwidth: int, sq: bool,
-                cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+                y_len: torch.Tensor, bandwidth: int, sq: bool, offset: float):
         need_grad = any(ctx.needs_input_grad[:3])
-        with torch.no_grad():
-            C = cost(x, y)
-            if C.stride(-1) != 1:
-                C = C.contiguous()
-            values, E, EC, rows, cols = _fused_op(C, gamma, x_len, y_len, int(bandwidth), need_grad)
-        del C  # not kept: the backward needs only E and its sums
+        dot = torch.bmm(x, y.transpose(1, 2))
+        empty = x.new_empty(0)
+        xn = (x * x).sum(-1) if sq else empty
+        yn = (y * y).sum(-1) if sq else empty
+        values, E, EC, rows, cols = _fused_op(dot, gamma, x_len, y_len, int(bandwidth), need_grad,
+                                              ctx.needs_input_grad[2], -2.0 if sq else -1.0, 0.0 if sq else float(offset), sq,
+                                              xn, yn)
+        del dot  # not kept: the backward needs only E and its sums
         if need_grad:
             ctx.save_for_backward(x, y, gamma, values, E, EC, rows, cols)
         ctx.sq = sq

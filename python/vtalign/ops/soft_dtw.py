@@ -527,8 +527,7 @@ def _run_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, gamma: Gamma,
             x, y = _unit(x), _unit(y)
         sq, offset = cost == "sqeuclidean", 1.0 if cost == "cosine" else 0.0
         g = _gamma_vector(gamma, B, 1, dt, x.device)
-        return fused.FeatureSoftDTW.apply(x.to(dt), y.to(dt), g, xl, yl, int(w), sq,
-                                          lambda a, b: gemm_cost(a, b, sq, offset, False))
+        return fused.FeatureSoftDTW.apply(x.to(dt), y.to(dt), g, xl, yl, int(w), sq, offset)
     return _run(pairwise_cost(x, y, cost)[None], gamma, xl, yl, w, backend)
 
 
