@@ -230,7 +230,7 @@ double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma,
       const T w2 = exp_nonpos((r[b1 + I] - c1[I] - rc) * inv);
       const T w3 = exp_nonpos((r[b2 + I + 1] - c2[I + 1] - rc) * inv);
       const T v = e1[I + 1] * w1 + e1[I] * w2 + e2[I + 1] * w3;
-      const T ev = last ? T(1) : (rc < kInf<T> ? v : T(0));
+      const T ev = last ? T(1) : (rc < kInf<T> && v >= Fp<T>::kTiny ? v : T(0));
       cd[I] = cc;
       ed[I] = ev;
       eo[o0 + I * ost] = ev * scale;

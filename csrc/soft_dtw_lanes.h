@@ -254,7 +254,7 @@ inline void bwd_cells(const T* __restrict__ wd, const T* __restrict__ wr, const 
   for (int l = 0; l < L; ++l) {
     const T w_diag = T(1) - wd[2 * L + l] - wd[3 * L + l];
     const T v = ed[l] * wd[l] + er[l] * wr[L + l] + ed[L + l] * (w_diag > T(0) ? w_diag : T(0));
-    const bool inside = TJ >= lo[l] && TJ <= hi[l];
+    const bool inside = TJ >= lo[l] && TJ <= hi[l] && v >= fastmath::Fp<T>::kTiny;
     out[l] = TJ == endJ[l] ? T(1) : (inside ? v : T(0));
   }
 }

@@ -94,16 +94,19 @@ class FeatureSoftDTW(torch.autograd.Function):
         x, y, gamma, values, E, EC, rows, cols = ctx.saved_tensors
         s = g_values[:, None, None].to(x.dtype)
         gx = gy = gg = None
+        # ∂/∂x of Σ E·|x − y|² is 2(rowsum(E)·x − E·y); of Σ E·(offset − x·y) it is −E·y.
+        # One GEMM with the elementwise term as its addend, then one in-place scale.
         if ctx.needs_input_grad[0]:
-            gx = -torch.bmm(E, y)
             if ctx.sq:
-                gx = 2 * (gx + rows[:, :, None] * x)
-            gx = gx * s
+                gx = torch.baddbmm(rows[:, :, None] * x, E, y, alpha=-1).mul_(2 * s)
+            else:
+                gx = torch.bmm(E, y).mul_(-s)
         if ctx.needs_input_grad[1]:
-            gy = -torch.bmm(E.transpose(1, 2), x)
+            Et = E.transpose(1, 2)
             if ctx.sq:
-                gy = 2 * (gy + cols[:, :, None] * y)
-            gy = gy * s
+                gy = torch.baddbmm(cols[:, :, None] * y, Et, x, alpha=-1).mul_(2 * s)
+            else:
+                gy = torch.bmm(Et, x).mul_(-s)
         if ctx.needs_input_grad[2]:
             gg = g_values * (values - EC.to(values.dtype)) / gamma
         return gx, gy, gg, None, None, None, None, None
