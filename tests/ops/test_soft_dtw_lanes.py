@@ -111,3 +111,20 @@ def test_fused_path_is_taken_and_deterministic(gen, monkeypatch):
     assert fused.fused_available(16, 20, 24, torch.float32)
     assert not fused.fused_available(15, 20, 24, torch.float32)
     assert not fused.fused_available(16, 4096, 4096, torch.float32)  # slab over the limit
+
+
+@pytest.mark.parametrize("dtype,tiny", [(torch.float32, 2.0 ** -80), (torch.float64, 2.0 ** -600)])
+def test_alignment_has_no_subnormal_mass(dtype, tiny, gen):
+    """Mass below `tiny` is exactly 0 (it would make the gradient GEMM run on subnormals),
+    and dropping it changes E by nothing measurable at this precision."""
+    x = torch.randn(20, 40, 8, generator=gen, dtype=torch.float64) * 3
+    y = torch.randn(20, 40, 8, generator=gen, dtype=torch.float64) * 3
+    E = vtalign.soft_dtw_alignment(x.to(dtype), y.to(dtype), 0.05, backend="cpp")
+    assert bool(((E == 0) | (E >= tiny)).all())
+    assert bool((E == 0).any())  # the case really has negligible mass to drop
+    want = vtalign.soft_dtw_alignment(x, y, 0.05, backend="reference")
+    if dtype == torch.float64:
+        torch.testing.assert_close(E, want, **TOL[dtype])
+    else:  # γ = 0.05 on costs ~100 is ill-conditioned in float32: no worse than float32 torch
+        E_torch = vtalign.soft_dtw_alignment(x.float(), y.float(), 0.05, backend="torch")
+        assert (E.double() - want).abs().max() <= (E_torch.double() - want).abs().max() * 1.01
