@@ -18,7 +18,7 @@ ops = importlib.import_module("vtalign.ops.soft_dtw")
 
 @st.composite
 def problems(draw):
-    B = draw(st.integers(1, 3))
+    B = draw(st.one_of(st.integers(1, 3), st.integers(8, 19)))  # >= 8: C++ lane groups (+ remainder)
     N = draw(st.integers(1, 7))
     M = draw(st.integers(1, 7))
     xl = [draw(st.integers(1, N)) for _ in range(B)]
