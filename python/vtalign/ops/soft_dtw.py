@@ -135,6 +135,15 @@ def _check_cost_arg(cost) -> None:
         raise ValueError(f"cost must be one of {COSTS} or a callable, got {cost!r}")
 
 
+def _check_features(x: torch.Tensor, y: torch.Tensor, cost, x_lengths: Lengths, y_lengths: Lengths, *,
+                    same_batch: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checks every feature-level entry point runs first -> per-sequence lengths (xl, yl)."""
+    _check_pair(x, y, same_batch=same_batch)
+    _check_cost_arg(cost)
+    return (_check_lengths("x_lengths", x_lengths, x.shape[0], x.shape[1]),
+            _check_lengths("y_lengths", y_lengths, y.shape[0], y.shape[1]))
+
+
 # ==================================================================== costs
 def gemm_cost(x: torch.Tensor, y: torch.Tensor, sq: bool, offset: float, pairwise: bool) -> torch.Tensor:
     """The cost of `_GemmCost` without autograd (see there for the shapes)."""
@@ -497,12 +506,9 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
     lengths), which is 0 for x = y. Other arguments as in `soft_dtw_cost`.
     Differentiable w.r.t. x, y and a tensor γ.
     """
-    _check_pair(x, y, same_batch=True)
-    _check_cost_arg(cost)
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     g = _check_gamma(gamma, B)
-    xl = _check_lengths("x_lengths", x_lengths, B, N)
-    yl = _check_lengths("y_lengths", y_lengths, B, M)
     w = _check_bandwidth(bandwidth, xl, yl)
     be = resolve_backend(backend, [x, y])
     if be == "reference":
@@ -541,13 +547,10 @@ def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     runs once over all pairs. γ: a float or a 0-d tensor.
     normalize=True subtracts ½(sdtw(x_a, x_a) + sdtw(y_b, y_b)).
     """
-    _check_pair(x, y, same_batch=False)
-    _check_cost_arg(cost)
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=False)
     B1, N = x.shape[0], x.shape[1]
     B2, M = y.shape[0], y.shape[1]
     g = _check_gamma(gamma, 1)
-    xl = _check_lengths("x_lengths", x_lengths, B1, N)
-    yl = _check_lengths("y_lengths", y_lengths, B2, M)
     pxl = xl[:, None].expand(B1, B2).reshape(-1)
     pyl = yl[None, :].expand(B1, B2).reshape(-1)
     w = _check_bandwidth(bandwidth, pxl, pyl,
@@ -606,12 +609,9 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
                        backend: str = "auto") -> torch.Tensor:
     """Expected alignment E `[B, N, M]` between x `[B, N, D]` and y `[B, M, D]`
     (E = ∂ soft_dtw / ∂C for the chosen cost; not differentiable)."""
-    _check_pair(x, y, same_batch=True)
-    _check_cost_arg(cost)
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     g = _check_gamma(gamma, B)
-    xl = _check_lengths("x_lengths", x_lengths, B, N)
-    yl = _check_lengths("y_lengths", y_lengths, B, M)
     w = _check_bandwidth(bandwidth, xl, yl)
     be = resolve_backend(backend, [x, y])
     with torch.no_grad():
@@ -675,12 +675,9 @@ def s2dtw(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoothing_gam
     (2n+1) × (2m+1) matrix. cost defaults to VT-TWINS' negative dot product.
     Rectangular inputs and per-pair lengths are allowed.
     """
-    _check_pair(x, y, same_batch=True)
-    _check_cost_arg(cost)
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B)
-    xl = _check_lengths("x_lengths", x_lengths, B, N)
-    yl = _check_lengths("y_lengths", y_lengths, B, M)
     be = resolve_backend(backend, [x, y])
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
@@ -694,13 +691,10 @@ def s2dtw_pairwise(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoo
                    null_cost: float = 0.5, cost: CostArg = "negdot", x_lengths: Lengths = None,
                    y_lengths: Lengths = None, backend: str = "auto") -> torch.Tensor:
     """S2DTW for every pair (x[a], y[b]) -> `[B1, B2]`: one GEMM for all costs, one DP run."""
-    _check_pair(x, y, same_batch=False)
-    _check_cost_arg(cost)
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=False)
     B1, N = x.shape[0], x.shape[1]
     B2, M = y.shape[0], y.shape[1]
     g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, 1)
-    xl = _check_lengths("x_lengths", x_lengths, B1, N)
-    yl = _check_lengths("y_lengths", y_lengths, B2, M)
     be = resolve_backend(backend, [x, y])
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
