@@ -1,15 +1,13 @@
 """vtalign.compat.open_clip.ClipLoss against open_clip's definition (dense logits +
 cross-entropy), single process and over 2 gloo ranks."""
 import os
-import socket
 import tempfile
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from tests._gloo import run_ranks
 from vtalign.compat.open_clip import ClipLoss
 
 
@@ -43,26 +41,14 @@ def test_single_process_values_and_gradients(bias):
     torch.testing.assert_close(li, scale * img @ txt.T)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, out, local_loss, with_grad):
-    import datetime
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        img, txt = feats(3)
-        n = img.shape[0] // world
-        li, lt = img[rank * n:(rank + 1) * n].detach().requires_grad_(True), \
-            txt[rank * n:(rank + 1) * n].detach().requires_grad_(True)
-        loss = ClipLoss(local_loss=local_loss, gather_with_grad=with_grad, rank=rank, world_size=world)(li, lt, 10.0)
-        loss.backward()
-        torch.save({"loss": loss.detach(), "gi": li.grad, "gt": lt.grad}, os.path.join(out, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, out, local_loss, with_grad):
+    img, txt = feats(3)
+    n = img.shape[0] // world
+    li, lt = img[rank * n:(rank + 1) * n].detach().requires_grad_(True), \
+        txt[rank * n:(rank + 1) * n].detach().requires_grad_(True)
+    loss = ClipLoss(local_loss=local_loss, gather_with_grad=with_grad, rank=rank, world_size=world)(li, lt, 10.0)
+    loss.backward()
+    torch.save({"loss": loss.detach(), "gi": li.grad, "gt": lt.grad}, os.path.join(out, f"{rank}.pt"))
 
 
 def _upstream_rank(rank, world, local_loss, with_grad):
@@ -89,7 +75,7 @@ def _upstream_rank(rank, world, local_loss, with_grad):
 @pytest.mark.parametrize("local_loss,with_grad", [(False, False), (False, True), (True, False), (True, True)])
 def test_two_gloo_ranks_match_open_clip(local_loss, with_grad):
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(2, _free_port(), tmp, local_loss, with_grad), nprocs=2, join=True)
+        run_ranks(_worker, 2, tmp, local_loss, with_grad)
         for rank in range(2):
             got = torch.load(os.path.join(tmp, f"{rank}.pt"), weights_only=True)
             loss, gi, gt = _upstream_rank(rank, 2, local_loss, with_grad)

@@ -144,6 +144,17 @@ def _check_features(x: torch.Tensor, y: torch.Tensor, cost, x_lengths: Lengths, 
             _check_lengths("y_lengths", y_lengths, y.shape[0], y.shape[1]))
 
 
+def _check_cost_inputs(C: torch.Tensor, gamma: Gamma, bandwidth, x_lengths: Lengths, y_lengths: Lengths):
+    """The checks of the cost-tensor entry points -> (γ, xl, yl, band) for C `[B, N, M]`."""
+    check_tensor("C", C, ndims=(3,))
+    check_finite("C", C)
+    B, N, M = C.shape
+    g = _check_gamma(gamma, B)
+    xl = _check_lengths("x_lengths", x_lengths, B, N)
+    yl = _check_lengths("y_lengths", y_lengths, B, M)
+    return g, xl, yl, _check_bandwidth(bandwidth, xl, yl)
+
+
 # ==================================================================== costs
 def gemm_cost(x: torch.Tensor, y: torch.Tensor, sq: bool, offset: float, pairwise: bool) -> torch.Tensor:
     """The cost of `_GemmCost` without autograd (see there for the shapes)."""
@@ -482,13 +493,7 @@ def soft_dtw_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: Optional[in
     Returns:
         values `[B]` (float64 for float64 input on the CPU, float32 otherwise).
     """
-    check_tensor("C", C, ndims=(3,))
-    check_finite("C", C)
-    B, N, M = C.shape
-    g = _check_gamma(gamma, B)
-    xl = _check_lengths("x_lengths", x_lengths, B, N)
-    yl = _check_lengths("y_lengths", y_lengths, B, M)
-    w = _check_bandwidth(bandwidth, xl, yl)
+    g, xl, yl, w = _check_cost_inputs(C, gamma, bandwidth, x_lengths, y_lengths)
     be = resolve_backend(backend, [C] + ([g] if isinstance(g, torch.Tensor) else []))
     if be == "reference":
         return _reference_values(C, g, xl, yl, w)
@@ -591,13 +596,7 @@ def soft_dtw_alignment_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: O
     E is 0 outside each pair's block and band; E[n_b−1, m_b−1] = 1 and every
     anti-diagonal of the block carries mass between 0 and 1.
     """
-    check_tensor("C", C, ndims=(3,))
-    check_finite("C", C)
-    B, N, M = C.shape
-    g = _check_gamma(gamma, B)
-    xl = _check_lengths("x_lengths", x_lengths, B, N)
-    yl = _check_lengths("y_lengths", y_lengths, B, M)
-    w = _check_bandwidth(bandwidth, xl, yl)
+    g, xl, yl, w = _check_cost_inputs(C, gamma, bandwidth, x_lengths, y_lengths)
     be = resolve_backend(backend, [C])
     with torch.no_grad():
         return _alignment(C[None], g, xl, yl, w, be)
