@@ -34,6 +34,7 @@
 
 #include "fastmath.h"
 #include "lane_transpose.h"
+#include "simd512.h"
 
 namespace vtalign {
 namespace sdtw_lanes {
@@ -59,7 +60,7 @@ struct Group {
   int64_t n[L], m[L], W[L];      // lengths; band half-width scaled (-1: no band)
   int64_t nmax = 0, mmax = 0;
   const T* c[L];
-  T gamma[L], inv[L];
+  T gamma[L], inv[L], inv2[L];  // 1/γ, log2(e)/γ
   // The stored matrix may be a GEMM product d, with the cost c = alpha·d + xn_I + yn_J
   // + offset (clamped at 0 when clamp): folding the norms in here saves the caller
   // passes over [B, N, M]. Identity by default.
@@ -80,6 +81,7 @@ struct Group {
       c[l] = cptr[l];
       gamma[l] = gm[l];
       inv[l] = T(1) / gm[l];
+      inv2[l] = static_cast<T>(fastmath::kLog2e / static_cast<double>(gm[l]));
       const int64_t lo = std::min(n[l], m[l]), hi = std::max(n[l], m[l]);
       W[l] = (band >= 0 && lo > 1) ? std::min(band, hi) * (lo - 1) : -1;
       nmax = std::max(nmax, n[l]);
@@ -193,6 +195,36 @@ inline void fwd_cells(const Group<T>& g, const T* __restrict__ up, const T* __re
   }
 }
 
+#if VTALIGN_SIMD512
+// The same cell with explicit 512-bit vectors (csrc/simd512.h: no division, one
+// blend per select); used whenever the build targets AVX-512.
+template <typename T, bool kWeights>
+inline void fwd_cells_v(const Group<T>& g, const simd::LogTable<T>& tb, const T* __restrict__ up,
+                        const T* __restrict__ left, const T* __restrict__ cc, const T* __restrict__ lo,
+                        const T* __restrict__ hi, T TJ, T* __restrict__ out, T* __restrict__ w) {
+  using O = simd::V<T>;
+  constexpr int L = kLanes<T>;
+  const auto x = O::load(up - L), y = O::load(up), z = O::load(left);
+  const auto lo_xy = O::min(x, y), hi_xy = O::max(x, y);
+  const auto mn = O::min(lo_xy, z), mx = O::max(hi_xy, z), md = O::max(lo_xy, O::min(hi_xy, z));
+  const auto inv2 = O::load(g.inv2), one = O::set1(T(1)), inf = O::set1(kInf<T>);
+  const auto a = simd::exp2_nonpos<T>(O::mul(O::sub(mn, md), inv2));
+  const auto b = simd::exp2_nonpos<T>(O::mul(O::sub(mn, mx), inv2));
+  const auto s3 = O::add(O::add(one, a), b);
+  const auto r = O::add(O::load(cc), O::fnmadd(O::load(g.gamma), simd::log_pos<T>(s3, tb), mn));
+  const auto tj = O::set1(TJ);
+  const auto ok = O::ge(tj, O::load(lo)) & O::le(tj, O::load(hi)) & O::lt(mn, inf);
+  O::store(out, O::sel(ok, r, inf));
+  if (kWeights) {
+    const auto rinv = simd::recip<T>(s3);
+    const auto wy = O::sel(O::eq(y, mn), one, O::sel(O::eq(y, md), a, b));
+    const auto wz = O::sel(O::eq(z, mn), one, O::sel(O::eq(z, md), a, b));
+    O::store(w, O::maskz(ok, O::mul(wy, rinv)));
+    O::store(w + L, O::maskz(ok, O::mul(wz, rinv)));
+  }
+}
+#endif
+
 // Wslab: the group's [N][M+1][2][L] state (unused without kWeights: values only);
 // values[l] = R[n_l, m_l]. `work` holds forward_work(g) elements.
 template <typename T, bool kWeights = true>
@@ -207,6 +239,9 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
   std::fill(rrow(0), rrow(0) + cw, kInf<T>);
   std::fill(rrow(0), rrow(0) + L, T(0));
   T lo[K][L], hi[K][L];
+#if VTALIGN_SIMD512
+  const simd::LogTable<T>& tb = simd::LogTable<T>::get();
+#endif
   for (int64_t I0 = 1; I0 <= g.nmax; I0 += K) {
     const int rows = static_cast<int>(std::min<int64_t>(K, g.nmax - I0 + 1));
     for (int k = 0; k < rows; ++k) {
@@ -219,13 +254,26 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
         std::fill(wr + g.mmax * 2 * L, wr + ww, T(0));
       }
     }
+    T* rr[K + 1];  // R rows I0-1 .. I0+rows-1
+    T* cr[K];
+    T* wr[K];
+    for (int k = 0; k <= rows; ++k) rr[k] = rrow(I0 - 1 + k);
+    for (int k = 0; k < rows; ++k) {
+      cr[k] = crow(I0 + k);
+      wr[k] = kWeights ? Wslab + (I0 + k - 1) * ww - 2 * L : nullptr;
+    }
     // row I0+k handles column t-k: its up neighbour was done by row k-1 one step earlier
     for (int64_t t = 1; t <= g.mmax + rows - 1; ++t) {
       for (int k = 0; k < rows; ++k) {
-        const int64_t I = I0 + k, J = t - k;
+        const int64_t J = t - k;
         if (J < 1 || J > g.mmax) continue;
-        fwd_cells<T, kWeights>(g, rrow(I - 1) + J * L, rrow(I) + (J - 1) * L, crow(I) + J * L, lo[k], hi[k],
-                     static_cast<T>(J), rrow(I) + J * L, Wslab + (I - 1) * ww + (J - 1) * 2 * L);
+#if VTALIGN_SIMD512
+        fwd_cells_v<T, kWeights>(g, tb, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
+                                 static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
+#else
+        fwd_cells<T, kWeights>(g, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
+                               static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
+#endif
       }
     }
     for (int k = 0; k < rows; ++k) {
@@ -259,6 +307,23 @@ inline void bwd_cells(const T* __restrict__ wd, const T* __restrict__ wr, const 
   }
 }
 
+#if VTALIGN_SIMD512
+template <typename T>
+inline void bwd_cells_v(const T* __restrict__ wd, const T* __restrict__ wr, const T* __restrict__ ed,
+                        const T* __restrict__ er, const T* __restrict__ lo, const T* __restrict__ hi,
+                        const T* __restrict__ endJ, T TJ, T* __restrict__ out) {
+  using O = simd::V<T>;
+  constexpr int L = kLanes<T>;
+  const auto one = O::set1(T(1));
+  const auto w_diag = O::max(O::sub(O::sub(one, O::load(wd + 2 * L)), O::load(wd + 3 * L)), O::set1(T(0)));
+  const auto v =
+      O::fmadd(O::load(ed + L), w_diag, O::fmadd(O::load(er), O::load(wr + L), O::mul(O::load(ed), O::load(wd))));
+  const auto tj = O::set1(TJ);
+  const auto inside = O::ge(tj, O::load(lo)) & O::le(tj, O::load(hi)) & O::ge(v, O::set1(fastmath::Fp<T>::kTiny));
+  O::store(out, O::sel(O::eq(tj, O::load(endJ)), one, O::maskz(inside, v)));
+}
+#endif
+
 // rowsum/colsum (optional, nullptr to skip): lane l's Σ_J and Σ_I of its output rows.
 template <typename T>
 void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const* Eout, double* ec,
@@ -291,13 +356,24 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
       std::fill(erow(I) + (g.mmax + 1) * L, erow(I) + cw, T(0));
       for (int l = 0; l < L; ++l) endJ[k][l] = g.n[l] == I ? static_cast<T>(g.m[l]) : T(0);
     }
+    const T* wb[K + 1];  // W rows Ib+1 .. Ib-rows+1, shifted so wb[k] + J·2L is column J
+    T* eb[K + 1];        // E rows, same order
+    for (int k = 0; k <= rows; ++k) {
+      wb[k] = wrow(Ib + 1 - k) - 2 * L;
+      eb[k] = erow(Ib + 1 - k);
+    }
     // row Ib-k handles column t+k: the row below is one step ahead of it
     for (int64_t t = g.mmax; t >= 2 - rows; --t) {
       for (int k = 0; k < rows; ++k) {
-        const int64_t I = Ib - k, J = t + k;
+        const int64_t J = t + k;
         if (J < 1 || J > g.mmax) continue;
-        bwd_cells<T>(wrow(I + 1) + (J - 1) * 2 * L, wrow(I) + J * 2 * L, erow(I + 1) + J * L,
-                     erow(I) + (J + 1) * L, lo[k], hi[k], endJ[k], static_cast<T>(J), erow(I) + J * L);
+#if VTALIGN_SIMD512
+        bwd_cells_v<T>(wb[k] + J * 2 * L, wb[k + 1] + (J + 1) * 2 * L, eb[k] + J * L, eb[k + 1] + (J + 1) * L,
+                       lo[k], hi[k], endJ[k], static_cast<T>(J), eb[k + 1] + J * L);
+#else
+        bwd_cells<T>(wb[k] + J * 2 * L, wb[k + 1] + (J + 1) * 2 * L, eb[k] + J * L, eb[k + 1] + (J + 1) * L,
+                     lo[k], hi[k], endJ[k], static_cast<T>(J), eb[k + 1] + J * L);
+#endif
       }
     }
     // finished rows: to each lane's output, and <E, C> over each lane's own grid
