@@ -62,6 +62,13 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
   double* ec = need_grad ? vtalign::out_ptr<double>(EC, "EC") : nullptr;
   T* rsum = need_grad ? vtalign::out_ptr<T>(rowsum, "rowsum") : nullptr;
   T* csum = need_grad ? vtalign::out_ptr<T>(colsum, "colsum") : nullptr;
+  // E may be C itself (the caller's GEMM buffer, overwritten in place: one [P, N, M]
+  // allocation less). Each lane group reads its rows of C for the last time before it
+  // writes the same rows of E; the per-pair path works on a copy of its cost.
+  const bool alias = e && e < c + P * NM && c < e + P * NM;
+  if (alias && (e != c || bt.rs != bt.M || bt.pair(c, P - 1) != c + (P - 1) * NM))
+    throw std::invalid_argument("soft_dtw_fused: E may only alias C when both are the same contiguous [P, N, M]");
+  const bool copy_cost = transform || alias;
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return bt.pair(c, p); };
   constexpr int L = lanes::kLanes<T>;
@@ -112,7 +119,7 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
       g.init(xl[p], yl[p], bandwidth);
       const T* cpair = pair_ptr(p);
       int64_t rs = bt.rs;
-      if (transform) {  // this pair's cost, materialised (the pair kernels read C as given)
+      if (copy_cost) {  // this pair's cost, materialised (the pair kernels read C as given)
         cbuf.resize(NM);
         const T* xr = xnp ? xnp + p * bt.N : nullptr;
         const T* yr = ynp ? ynp + p * bt.M : nullptr;
@@ -160,7 +167,8 @@ void register_soft_dtw_fused(py::module_& m) {
       "offset, clamp, xnorm[P,N] or [0], ynorm[P,M] or [0], values[P], E[P,N,M], EC[P] float64, rowsum[P,N], "
       "colsum[P,M]): soft-DTW on the cost C = alpha*D + xnorm_i + ynorm_j + offset (clamped at 0 "
       "when clamp), forward and (when need_grad) the unscaled backward in one call; the gradient "
-      "buffers may be empty without need_grad; EC is 0 for lane groups without need_ec";
+      "buffers may be empty without need_grad; EC is 0 for lane groups without need_ec; E may be "
+      "D itself (contiguous), which is then overwritten";
   m.def("soft_dtw_fused", &soft_dtw_fused<float>, py::arg("C"), py::arg("gamma"), py::arg("xlen"),
         py::arg("ylen"), py::arg("bandwidth"), py::arg("need_grad"), py::arg("need_ec"), py::arg("alpha"),
         py::arg("offset"), py::arg("clamp"), py::arg("xnorm"), py::arg("ynorm"), py::arg("values"), py::arg("E"),

@@ -376,10 +376,22 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
 #endif
       }
     }
-    // finished rows: to each lane's output, and <E, C> over each lane's own grid
+    // finished rows: <E, C> over each lane's own grid, then to each lane's output
+    // (in that order: the output may alias C, whose row I is then read for the last time)
     for (int k = 0; k < rows; ++k) {
       const int64_t I = Ib - k;
       const T* e = erow(I) + L;
+      if (ec) {  // <E, C> is only wanted for a γ gradient; it costs a second pass over C
+        g.load_costs(I, cscratch);
+        const T* c = cscratch + L;
+        T a[L] = {};
+        for (int64_t J = 0; J < g.mmax; ++J) {
+          const T TJ = static_cast<T>(J + 1);
+#pragma omp simd
+          for (int l = 0; l < L; ++l) a[l] += TJ <= mlen[l] && I <= g.n[l] ? e[J * L + l] * c[J * L + l] : T(0);
+        }
+        for (int l = 0; l < L; ++l) acc[l] += static_cast<double>(a[l]);
+      }
       T* dst[L];
       for (int l = 0; l < L; ++l) dst[l] = Eout[l] + (I - 1) * g.M;
       transpose::lanes_to_rows<T, L>(e, g.mmax, dst, scale);  // zero past each lane's grid already
@@ -396,16 +408,6 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
           }
           rowsum[l][I - 1] = r;
         }
-      if (!ec) continue;  // <E, C> is only wanted for a γ gradient; it costs a second pass over C
-      g.load_costs(I, cscratch);
-      const T* c = cscratch + L;
-      T a[L] = {};
-      for (int64_t J = 0; J < g.mmax; ++J) {
-        const T TJ = static_cast<T>(J + 1);
-#pragma omp simd
-        for (int l = 0; l < L; ++l) a[l] += TJ <= mlen[l] && I <= g.n[l] ? e[J * L + l] * c[J * L + l] : T(0);
-      }
-      for (int l = 0; l < L; ++l) acc[l] += static_cast<double>(a[l]);
     }
   }
   if (ec)

@@ -128,3 +128,25 @@ def test_alignment_has_no_subnormal_mass(dtype, tiny, gen):
     else:  # γ = 0.05 on costs ~100 is ill-conditioned in float32: no worse than float32 torch
         E_torch = vtalign.soft_dtw_alignment(x.float(), y.float(), 0.05, backend="torch")
         assert (E.double() - want).abs().max() <= (E_torch.double() - want).abs().max() * 1.01
+
+
+def test_fused_writes_alignment_over_its_cost_buffer(gen):
+    """With gradients, the fused op returns E in the GEMM buffer it was given (no second
+    [P, N, M] tensor); E there equals soft_dtw_alignment's, and an alias that is not the
+    same contiguous layout is refused before the kernel runs."""
+    x, y = torch.randn(17, 11, 4, generator=gen), torch.randn(17, 9, 4, generator=gen)
+    D = torch.bmm(x, y.transpose(1, 2))
+    xn, yn = (x * x).sum(-1), (y * y).sum(-1)
+    g, xl, yl = torch.full((17,), 0.7), torch.full((17,), 11), torch.full((17,), 9)
+    values, _, rows, _ = fused._fused_op(D, g, xl, yl, -1, True, False, -2.0, 0.0, True, xn, yn)
+    E = vtalign.soft_dtw_alignment(x, y, 0.7, backend="reference")
+    torch.testing.assert_close(D.double(), E.double(), rtol=2e-4, atol=2e-5)
+    torch.testing.assert_close(rows, D.sum(-1))
+    torch.testing.assert_close(values.double(), vtalign.soft_dtw(x.double(), y.double(), 0.7), rtol=1e-5,
+                               atol=1e-4)
+    buf = torch.randn(18, 11, 9, generator=gen)  # E one pair ahead of C: overlapping, not the same
+    out = [torch.empty(17), torch.empty(17, dtype=torch.float64), torch.empty(17, 11), torch.empty(17, 9)]
+    with pytest.raises(ValueError, match="alias"):
+        fused.cpp().soft_dtw_fused(buf[:17][None].numpy(), g.numpy(), xl.numpy(), yl.numpy(), -1, True, False,
+                                   -2.0, 0.0, True, xn.numpy(), yn.numpy(), out[0].numpy(), buf[1:].numpy(),
+                                   *(t.numpy() for t in out[1:]))
