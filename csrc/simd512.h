@@ -51,6 +51,8 @@ struct V<float> {
   static R rcp14(R a) { return _mm512_rcp14_ps(a); }
   static R reduce(R a) { return _mm512_reduce_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static R mant12(R a) { return _mm512_getmant_ps(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src); }
+  static R abs(R a) { return _mm512_abs_ps(a); }
+  static T hmax(R a) { return _mm512_reduce_max_ps(a); }
   // entry (top 4 mantissa bits of m in [1, 2)) of a 16-entry table
   static R lookup16(R m, const T* t) {
     const __m512i i = _mm512_srli_epi32(_mm512_castps_si512(m), 23 - 4);
@@ -88,6 +90,8 @@ struct V<double> {
   static R rcp14(R a) { return _mm512_rcp14_pd(a); }
   static R reduce(R a) { return _mm512_reduce_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static R mant12(R a) { return _mm512_getmant_pd(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src); }
+  static R abs(R a) { return _mm512_abs_pd(a); }
+  static T hmax(R a) { return _mm512_reduce_max_pd(a); }
   static R lookup16(R m, const T* t) {
     const __m512i i = _mm512_srli_epi64(_mm512_castpd_si512(m), 52 - 4);
     return _mm512_permutex2var_pd(_mm512_load_pd(t), i, _mm512_load_pd(t + 8));

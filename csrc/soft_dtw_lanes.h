@@ -29,7 +29,9 @@
 // share one sweep over the group's largest extent.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "fastmath.h"
@@ -155,7 +157,7 @@ struct Group {
 // Scratch (elements) forward_group / backward_group need for a group.
 template <typename T>
 int64_t forward_work(const Group<T>& g) {
-  return 2 * (kRows + 1) * g.ring_row();
+  return 4 * (kRows + 1) * g.ring_row();
 }
 template <typename T>
 int64_t backward_work(const Group<T>& g) {
@@ -225,10 +227,139 @@ inline void fwd_cells_v(const Group<T>& g, const simd::LogTable<T>& tb, const T*
 }
 #endif
 
+#if VTALIGN_SIMD512
+// ------------------------------------------------ forward in the exp domain
+// Why: in the log domain every cell pays two exps, a log and a reciprocal, all on
+// the row's dependency chain. In the exp domain, P = e^{−R/γ}, the recurrence is
+//   P[I,J] = K[I,J]·(P[I−1,J−1] + P[I−1,J] + P[I,J−1]),  K = e^{−C/γ},
+// three adds and a multiply; K is one exp per cell computed row by row off the
+// chain. P spans far more than a float's exponent range (adjacent cells differ by
+// e^{−C/γ}), so each P is kept as a mantissa in [1, 2) and a separate exponent
+// (an integer held in T): a sum aligns its terms to the largest exponent with
+// vscalef. The soft-min weights are the aligned terms over their sum, the same
+// weights the log-domain cell stores, so the backward is unchanged. Rounding: one
+// ulp per add and per K, as the log domain's one ulp of R per cell, but relative to
+// P, i.e. absolute in R (γ·ulp instead of ulp(R)).
+//
+// Exponents stay exact integers while |log2 K|·(n + m) < 2^(mantissa bits); a row
+// whose costs break that bound (tiny γ next to large costs) makes the group fall
+// back to the log-domain sweep. P = 0 (outside the grid or unreachable) has
+// mantissa 0 and exponent kZeroExp, a finite stand-in for −inf (so that
+// kZeroExp − kZeroExp is 0, not NaN).
+template <typename T>
+constexpr T kZeroExp = sizeof(T) == 4 ? T(-1e30) : T(-1e300);
+
+template <typename T, bool kWeights>
+inline void fwd_cells_exp(const T* __restrict__ mup, const T* __restrict__ kup, const T* __restrict__ mleft,
+                          const T* __restrict__ kleft, const T* __restrict__ km, const T* __restrict__ kn,
+                          const T* __restrict__ lo, const T* __restrict__ hi, T TJ, T* __restrict__ mout,
+                          T* __restrict__ kout, T* __restrict__ w) {
+  using O = simd::V<T>;
+  constexpr int L = kLanes<T>;
+  const auto md = O::load(mup - L), kd = O::load(kup - L), mu = O::load(mup), ku = O::load(kup);
+  const auto ml = O::load(mleft), kl = O::load(kleft);
+  const auto kmax = O::max(O::max(kd, ku), kl);
+  const auto td = O::scalef(md, O::sub(kd, kmax)), tu = O::scalef(mu, O::sub(ku, kmax));
+  const auto tl = O::scalef(ml, O::sub(kl, kmax));
+  const auto s = O::add(O::add(td, tu), tl);  // in [1, 6) when reachable: the largest term's mantissa
+  const auto p = O::mul(s, O::load(km));
+  const auto tj = O::set1(TJ);
+  const auto ok = O::ge(tj, O::load(lo)) & O::le(tj, O::load(hi)) & O::lt(O::set1(T(0)), s);
+  O::store(mout, O::maskz(ok, O::mant12(p)));
+  O::store(kout, O::sel(ok, O::add(O::add(kmax, O::load(kn)), O::getexp(p)), O::set1(kZeroExp<T>)));
+  if (kWeights) {
+    const auto rinv = simd::recip<T>(s);
+    O::store(w, O::maskz(ok, O::mul(tu, rinv)));
+    O::store(w + L, O::maskz(ok, O::mul(tl, rinv)));
+  }
+}
+
+// K for row I as mantissa (into the cost ring row, in place) and exponent (kn);
+// false when a cost breaks the exactness bound `limit` on |log2 K|.
+template <typename T>
+inline bool row_factors(const Group<T>& g, int64_t I, T* cr, T* kn, T limit) {
+  using O = simd::V<T>;
+  constexpr int L = kLanes<T>;
+  g.load_costs(I, cr);
+  const auto neg = O::mul(O::load(g.inv2), O::set1(T(-1)));
+  auto big = O::set1(T(0));
+  const int64_t mmax = g.mmax;  // a local: vector stores may alias g, so g.mmax would be reloaded
+  for (int64_t J = 1; J <= mmax; ++J) {
+    const auto t = O::mul(O::load(cr + J * L), neg);  // log2 K = −C·log2(e)/γ
+    big = O::max(big, O::abs(t));
+    const auto f = O::reduce(t);
+    O::store(kn + J * L, O::sub(t, f));
+    O::store(cr + J * L, fastmath::horner<O>(fastmath::Exp2Poly<T>::c, f));
+  }
+  return O::hmax(big) <= limit;
+}
+
+template <typename T, bool kWeights>
+bool forward_group_exp(const Group<T>& g, T* Wslab, T* values, T* work) {
+  constexpr int L = kLanes<T>, K = kRows, RING = K + 1;
+  const int64_t cw = g.ring_row(), ww = g.wrow();
+  T* const rings[4] = {work, work + RING * cw, work + 2 * RING * cw, work + 3 * RING * cw};
+  auto at = [&](int r, int64_t I) { return rings[r] + (I % RING) * cw; };  // 0: m, 1: k of P; 2, 3: of K
+  const T kz = kZeroExp<T>;
+  const T limit = T(1ll << (std::numeric_limits<T>::digits - 1)) / static_cast<T>(g.nmax + g.mmax + 2) - T(2);
+  std::fill(at(0, 0), at(0, 0) + cw, T(0));
+  std::fill(at(1, 0), at(1, 0) + cw, kz);
+  std::fill(at(0, 0), at(0, 0) + L, T(1));  // P[0, 0] = 1
+  std::fill(at(1, 0), at(1, 0) + L, T(0));
+  T lo[K][L], hi[K][L];
+  for (int64_t I0 = 1; I0 <= g.nmax; I0 += K) {
+    const int rows = static_cast<int>(std::min<int64_t>(K, g.nmax - I0 + 1));
+    for (int k = 0; k < rows; ++k) {
+      const int64_t I = I0 + k;
+      if (!row_factors(g, I, at(2, I), at(3, I), limit)) return false;
+      g.row_interval(I, lo[k], hi[k]);
+      std::fill(at(0, I), at(0, I) + L, T(0));
+      std::fill(at(1, I), at(1, I) + L, kz);
+      if (kWeights) {
+        T* wr = Wslab + (I - 1) * ww;
+        std::fill(wr + g.mmax * 2 * L, wr + ww, T(0));
+      }
+    }
+    T *pm[K + 1], *pk[K + 1], *fm[K], *fk[K], *wr[K];
+    for (int k = 0; k <= rows; ++k) {
+      pm[k] = at(0, I0 - 1 + k);
+      pk[k] = at(1, I0 - 1 + k);
+    }
+    for (int k = 0; k < rows; ++k) {
+      fm[k] = at(2, I0 + k);
+      fk[k] = at(3, I0 + k);
+      wr[k] = kWeights ? Wslab + (I0 + k - 1) * ww - 2 * L : nullptr;
+    }
+    const int64_t mmax = g.mmax;  // a local: vector stores may alias g
+    for (int64_t t = 1; t <= mmax + rows - 1; ++t) {
+      for (int k = 0; k < rows; ++k) {
+        const int64_t J = t - k;
+        if (J < 1 || J > mmax) continue;
+        fwd_cells_exp<T, kWeights>(pm[k] + J * L, pk[k] + J * L, pm[k + 1] + (J - 1) * L, pk[k + 1] + (J - 1) * L,
+                                   fm[k] + J * L, fk[k] + J * L, lo[k], hi[k], static_cast<T>(J),
+                                   pm[k + 1] + J * L, pk[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
+      }
+    }
+    for (int k = 0; k < rows; ++k)  // R = −γ·ln P = −γ·ln2·(exponent + log2 mantissa)
+      for (int l = 0; l < L; ++l)
+        if (g.n[l] == I0 + k) {
+          const double m = pm[k + 1][g.m[l] * L + l], e = pk[k + 1][g.m[l] * L + l];
+          values[l] = m > 0 ? static_cast<T>(-static_cast<double>(g.gamma[l]) * fastmath::kLn2 * (e + std::log2(m)))
+                            : kInf<T>;
+        }
+  }
+  if (kWeights) std::fill(Wslab + g.nmax * ww, Wslab + g.N * ww, T(0));
+  return true;
+}
+#endif
+
 // Wslab: the group's [N][M+1][2][L] state (unused without kWeights: values only);
 // values[l] = R[n_l, m_l]. `work` holds forward_work(g) elements.
 template <typename T, bool kWeights = true>
 void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
+#if VTALIGN_SIMD512
+  if (forward_group_exp<T, kWeights>(g, Wslab, values, work)) return;
+#endif
   constexpr int L = kLanes<T>, K = kRows, RING = K + 1;
   const int64_t cw = g.ring_row(), ww = g.wrow();
   T* rring = work;
@@ -263,10 +394,11 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
       wr[k] = kWeights ? Wslab + (I0 + k - 1) * ww - 2 * L : nullptr;
     }
     // row I0+k handles column t-k: its up neighbour was done by row k-1 one step earlier
-    for (int64_t t = 1; t <= g.mmax + rows - 1; ++t) {
+    const int64_t mmax = g.mmax;  // a local: vector stores may alias g
+    for (int64_t t = 1; t <= mmax + rows - 1; ++t) {
       for (int k = 0; k < rows; ++k) {
         const int64_t J = t - k;
-        if (J < 1 || J > g.mmax) continue;
+        if (J < 1 || J > mmax) continue;
 #if VTALIGN_SIMD512
         fwd_cells_v<T, kWeights>(g, tb, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
                                  static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
@@ -363,10 +495,11 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
       eb[k] = erow(Ib + 1 - k);
     }
     // row Ib-k handles column t+k: the row below is one step ahead of it
-    for (int64_t t = g.mmax; t >= 2 - rows; --t) {
+    const int64_t mmax = g.mmax;  // a local: vector stores may alias g
+    for (int64_t t = mmax; t >= 2 - rows; --t) {
       for (int k = 0; k < rows; ++k) {
         const int64_t J = t + k;
-        if (J < 1 || J > g.mmax) continue;
+        if (J < 1 || J > mmax) continue;
 #if VTALIGN_SIMD512
         bwd_cells_v<T>(wb[k] + J * 2 * L, wb[k + 1] + (J + 1) * 2 * L, eb[k] + J * L, eb[k + 1] + (J + 1) * L,
                        lo[k], hi[k], endJ[k], static_cast<T>(J), eb[k + 1] + J * L);

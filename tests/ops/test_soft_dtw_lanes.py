@@ -150,3 +150,25 @@ def test_fused_writes_alignment_over_its_cost_buffer(gen):
         fused.cpp().soft_dtw_fused(buf[:17][None].numpy(), g.numpy(), xl.numpy(), yl.numpy(), -1, True, False,
                                    -2.0, 0.0, True, xn.numpy(), yn.numpy(), out[0].numpy(), buf[1:].numpy(),
                                    *(t.numpy() for t in out[1:]))
+
+
+@pytest.mark.parametrize("case", ["exp_domain", "log_domain", "falls_back_mid_sweep"])
+def test_lane_forward_exp_domain_and_its_fallback(case, gen):
+    """With AVX-512 the lane forward runs in the exp domain (mantissa + exponent per cell)
+    while |log2 e^{-C/γ}|·(n + m + 2) < 2^23 in float32, here 2^23/82 ≈ 1e5 per cell; costs
+    beyond that send the group back to the log-domain sweep, also from a later row. All
+    three must agree with the float64 reference, values and gradients."""
+    B, N, M = 16, 40, 40
+    C = torch.rand(B, N, M, generator=gen, dtype=torch.float64) * 100
+    gamma = {"exp_domain": 1.0, "log_domain": 1e-3, "falls_back_mid_sweep": 0.5}[case]
+    if case == "falls_back_mid_sweep":  # rows 31.. need |log2 K| up to 2.9e5
+        C[:, 30:] *= 1e3
+    out = []
+    for be, dt in (("cpp", torch.float32), ("reference", torch.float64)):
+        Cc = C.to(dt).requires_grad_(True)
+        v = vtalign.soft_dtw_cost(Cc, gamma, backend=be)
+        (v * torch.linspace(-1, 1, B, dtype=dt)).sum().backward()
+        out.append((v.detach().double(), Cc.grad.double()))
+    (v, g), (v_ref, g_ref) = out
+    torch.testing.assert_close(v, v_ref, rtol=1e-6, atol=1e-6 * float(v_ref.abs().max()))
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
