@@ -107,7 +107,7 @@ def worker(spec: dict) -> dict:
         a = a.detach().requires_grad_()
         loss = fn(a, b).sum()
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
 
     step(x[:2, :8].contiguous(), y[:2, :8].contiguous())  # warm-up / JIT on a tiny problem
     base = _rss_now()
@@ -186,8 +186,9 @@ def run(size: str = "full") -> str:
                 if why:
                     notes.append(f"{method} at B={B}, N=M={N}, {dt}: {why}")
                     continue
-                # sub-second runs on a shared VM: more repeats for the fastest-of (same for every method)
-                r = (cfg.get("short_reps", reps) if N <= 512 else 1) if method != "tslearn" else 1
+                # a shared VM: repeats for the fastest-of, more for sub-second runs (the same for
+                # every method; tslearn, at seconds per run, once)
+                r = (cfg.get("short_reps", reps) if N <= 512 else reps) if method != "tslearn" else 1
                 res[method] = _measure(dict(method=method, dtype=dt, B1=B, B2=B, N=N, M=M, D=D, reps=r))
             peers = [res[m] for m in ("pysdtw", "tslearn") if m in res and "time" in res[m]]
             best = min(p["time"] for p in peers) if peers else None
