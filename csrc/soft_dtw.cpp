@@ -65,6 +65,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
     std::vector<T> work;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
+#if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
       if (it < G) {
         const int64_t p0 = it * L;
         init_group(grp, bt, c, p0, xl, yl, gm, bandwidth);
@@ -74,6 +75,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
         std::fill(slab + L * lanes::state_slots(bt.N, bt.M), slab + L * S, T(0));
         continue;
       }
+#endif
       const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
       forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, val + p, 0, 1);
@@ -129,6 +131,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
     double partial = 0.0;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
+#if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
       if (it < G) {
         const int64_t p0 = it * L;
         init_group(grp, bt, c, p0, xl, yl, gm, bandwidth);
@@ -138,6 +141,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
         lanes::backward_group<T>(grp, r + p0 * S, gr + p0, eo, ec + p0, work.data());
         continue;
       }
+#endif
       const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
       ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], ring.data(),
@@ -182,6 +186,11 @@ void register_soft_dtw(py::module_& m) {
       },
       py::arg("P"), py::arg("N"), py::arg("M"), py::arg("is_double"),
       "elements per pair of the state buffer soft_dtw_forward fills for P pairs of [N, M]");
+  m.def(
+      "soft_dtw_lane_width",
+      [](bool is_double) { return is_double ? lane_groups<double>(8) * 8 : lane_groups<float>(16) * 16; },
+      py::arg("is_double"),
+      "pairs per lane group (16 float / 8 double), or 0 in builds without the lane kernels (no AVX-512)");
   m.def("soft_dtw_min_bandwidth", &min_bandwidth, py::arg("n"), py::arg("m"),
         "smallest Sakoe-Chiba band keeping the end cell reachable for lengths (n, m)");
 }

@@ -78,12 +78,11 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
     FlushSubnormals ftz;
     lanes::Group<T> grp;
     std::vector<T> work, Rpair, ring, cbuf;
-    T one[L];
-    for (int l = 0; l < L; ++l) one[l] = T(1);
     Geom g;
     double partial = 0.0;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
+#if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
       if (it < G) {
         const int64_t p0 = it * L;
         init_group(grp, bt, c, p0, xl, yl, gm, bandwidth);
@@ -111,10 +110,13 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
           ro[l] = rsum + (p0 + l) * bt.N;
           co[l] = csum + (p0 + l) * bt.M;
         }
+        T one[L];
+        std::fill(one, one + L, T(1));
         lanes::backward_group<T>(grp, slab, one, eo, need_ec ? ec + p0 : nullptr, work.data(), ro, co);
         if (!need_ec) std::fill(ec + p0, ec + p0 + L, 0.0);
         continue;
       }
+#endif
       const int64_t p = G * L + (it - G), S = (bt.N + 2) * (bt.M + 2);
       g.init(xl[p], yl[p], bandwidth);
       const T* cpair = pair_ptr(p);

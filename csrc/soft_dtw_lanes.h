@@ -47,7 +47,15 @@ using fastmath::log_pos;
 
 template <typename T>
 constexpr int kLanes = 64 / static_cast<int>(sizeof(T));
-constexpr int kRows = 4;  // rows swept together on a skewed front (independent chains)
+constexpr int kRows = 4;
+// The kernels below are written for 512-bit vectors; builds without AVX-512 send
+// every pair down the per-pair diagonal path instead (soft_dtw_pair.h: lane_groups),
+// which vectorises at any width (on AVX2 it was 10x faster than these lanes).
+#if VTALIGN_SIMD512
+constexpr bool kEnabled = true;
+#else
+constexpr bool kEnabled = false;
+#endif  // rows swept together on a skewed front (independent chains)
 
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
@@ -164,42 +172,11 @@ int64_t backward_work(const Group<T>& g) {
   return (kRows + 2) * g.ring_row() + g.wrow();
 }
 
-// ---------------------------------------------------------------- forward
-// Cell (I, J) for every lane: x, y, z = R at (I-1,J-1), (I-1,J), (I,J-1). Writes R
-// and the weights towards the up and left predecessors.
-template <typename T, bool kWeights>
-inline void fwd_cells(const Group<T>& g, const T* __restrict__ up, const T* __restrict__ left,
-                      const T* __restrict__ cc, const T* __restrict__ lo, const T* __restrict__ hi, T TJ,
-                      T* __restrict__ out, T* __restrict__ w) {
-  constexpr int L = kLanes<T>;
-#pragma omp simd
-  for (int l = 0; l < L; ++l) {
-    const T x = up[l - L], y = up[l], z = left[l];
-    // sort branch-free: softmin = mn − γ·log(1 + a + b), a, b = e^{(mn − md)/γ}, e^{(mn − mx)/γ}
-    const T lo_xy = x < y ? x : y, hi_xy = x < y ? y : x;
-    const T mn = lo_xy < z ? lo_xy : z;
-    const T mx = hi_xy < z ? z : hi_xy;
-    const T md = lo_xy < z ? (hi_xy < z ? hi_xy : z) : lo_xy;
-    const T inv = g.inv[l];
-    const T a = exp_nonpos((mn - md) * inv), b = exp_nonpos((mn - mx) * inv);
-    const T s3 = T(1) + a + b;
-    const T r = cc[l] + (mn - g.gamma[l] * log_pos(s3));
-    const T rinv = T(1) / s3;
-    // each predecessor's weight is its own e^{(mn − value)/γ}: equal values, equal weights
-    const T wy = (y == mn ? T(1) : (y == md ? a : b)) * rinv;
-    const T wz = (z == mn ? T(1) : (z == md ? a : b)) * rinv;
-    const bool ok = TJ >= lo[l] && TJ <= hi[l] && mn < kInf<T>;
-    out[l] = ok ? r : kInf<T>;
-    if (kWeights) {
-      w[l] = ok ? wy : T(0);
-      w[l + L] = ok ? wz : T(0);
-    }
-  }
-}
-
 #if VTALIGN_SIMD512
-// The same cell with explicit 512-bit vectors (csrc/simd512.h: no division, one
-// blend per select); used whenever the build targets AVX-512.
+// ---------------------------------------------------------------- forward
+// Log-domain cell (I, J) for every lane: up[−L..), up, left = R at (I−1,J−1), (I−1,J),
+// (I,J−1). Writes R and the weights towards the up and left predecessors. Explicit
+// 512-bit vectors (csrc/simd512.h): no division, one blend per select.
 template <typename T, bool kWeights>
 inline void fwd_cells_v(const Group<T>& g, const simd::LogTable<T>& tb, const T* __restrict__ up,
                         const T* __restrict__ left, const T* __restrict__ cc, const T* __restrict__ lo,
@@ -207,6 +184,7 @@ inline void fwd_cells_v(const Group<T>& g, const simd::LogTable<T>& tb, const T*
   using O = simd::V<T>;
   constexpr int L = kLanes<T>;
   const auto x = O::load(up - L), y = O::load(up), z = O::load(left);
+  // sorted branch-free: softmin = mn − γ·log(1 + a + b), a, b = e^{(mn − md)/γ}, e^{(mn − mx)/γ}
   const auto lo_xy = O::min(x, y), hi_xy = O::max(x, y);
   const auto mn = O::min(lo_xy, z), mx = O::max(hi_xy, z), md = O::max(lo_xy, O::min(hi_xy, z));
   const auto inv2 = O::load(g.inv2), one = O::set1(T(1)), inf = O::set1(kInf<T>);
@@ -219,15 +197,14 @@ inline void fwd_cells_v(const Group<T>& g, const simd::LogTable<T>& tb, const T*
   O::store(out, O::sel(ok, r, inf));
   if (kWeights) {
     const auto rinv = simd::recip<T>(s3);
+    // each predecessor's weight is its own e^{(mn − value)/γ}: equal values, equal weights
     const auto wy = O::sel(O::eq(y, mn), one, O::sel(O::eq(y, md), a, b));
     const auto wz = O::sel(O::eq(z, mn), one, O::sel(O::eq(z, md), a, b));
     O::store(w, O::maskz(ok, O::mul(wy, rinv)));
     O::store(w + L, O::maskz(ok, O::mul(wz, rinv)));
   }
 }
-#endif
 
-#if VTALIGN_SIMD512
 // ------------------------------------------------ forward in the exp domain
 // Why: in the log domain every cell pays two exps, a log and a reciprocal, all on
 // the row's dependency chain. In the exp domain, P = e^{−R/γ}, the recurrence is
@@ -351,15 +328,12 @@ bool forward_group_exp(const Group<T>& g, T* Wslab, T* values, T* work) {
   if (kWeights) std::fill(Wslab + g.nmax * ww, Wslab + g.N * ww, T(0));
   return true;
 }
-#endif
 
 // Wslab: the group's [N][M+1][2][L] state (unused without kWeights: values only);
 // values[l] = R[n_l, m_l]. `work` holds forward_work(g) elements.
 template <typename T, bool kWeights = true>
 void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
-#if VTALIGN_SIMD512
   if (forward_group_exp<T, kWeights>(g, Wslab, values, work)) return;
-#endif
   constexpr int L = kLanes<T>, K = kRows, RING = K + 1;
   const int64_t cw = g.ring_row(), ww = g.wrow();
   T* rring = work;
@@ -370,9 +344,7 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
   std::fill(rrow(0), rrow(0) + cw, kInf<T>);
   std::fill(rrow(0), rrow(0) + L, T(0));
   T lo[K][L], hi[K][L];
-#if VTALIGN_SIMD512
   const simd::LogTable<T>& tb = simd::LogTable<T>::get();
-#endif
   for (int64_t I0 = 1; I0 <= g.nmax; I0 += K) {
     const int rows = static_cast<int>(std::min<int64_t>(K, g.nmax - I0 + 1));
     for (int k = 0; k < rows; ++k) {
@@ -399,13 +371,8 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
       for (int k = 0; k < rows; ++k) {
         const int64_t J = t - k;
         if (J < 1 || J > mmax) continue;
-#if VTALIGN_SIMD512
         fwd_cells_v<T, kWeights>(g, tb, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
                                  static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
-#else
-        fwd_cells<T, kWeights>(g, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
-                               static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
-#endif
       }
     }
     for (int k = 0; k < rows; ++k) {
@@ -423,23 +390,8 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
 // E[n,m] = 1. E rows live in a ring of K+1 rows; each finished row (times scale[l])
 // goes to lane l's [N, M] output, and ec[l] = <E, C> over lane l's grid (ec may be null).
 // `work` holds backward_work(g) elements.
-template <typename T>
-inline void bwd_cells(const T* __restrict__ wd, const T* __restrict__ wr, const T* __restrict__ ed,
-                      const T* __restrict__ er, const T* __restrict__ lo, const T* __restrict__ hi,
-                      const T* __restrict__ endJ, T TJ, T* __restrict__ out) {
-  constexpr int L = kLanes<T>;
-  // wd: W at (I+1, J) (its up, left at [0, L) and [L, 2L); (I+1, J+1) follows at 2L);
-  // wr: W at (I, J+1); ed: E at (I+1, J) and (I+1, J+1); er: E at (I, J+1)
-#pragma omp simd
-  for (int l = 0; l < L; ++l) {
-    const T w_diag = T(1) - wd[2 * L + l] - wd[3 * L + l];
-    const T v = ed[l] * wd[l] + er[l] * wr[L + l] + ed[L + l] * (w_diag > T(0) ? w_diag : T(0));
-    const bool inside = TJ >= lo[l] && TJ <= hi[l] && v >= fastmath::Fp<T>::kTiny;
-    out[l] = TJ == endJ[l] ? T(1) : (inside ? v : T(0));
-  }
-}
-
-#if VTALIGN_SIMD512
+// wd: W at (I+1, J) (its up, left at [0, L) and [L, 2L); (I+1, J+1) follows at 2L);
+// wr: W at (I, J+1); ed: E at (I+1, J) and (I+1, J+1); er: E at (I, J+1)
 template <typename T>
 inline void bwd_cells_v(const T* __restrict__ wd, const T* __restrict__ wr, const T* __restrict__ ed,
                         const T* __restrict__ er, const T* __restrict__ lo, const T* __restrict__ hi,
@@ -454,7 +406,6 @@ inline void bwd_cells_v(const T* __restrict__ wd, const T* __restrict__ wr, cons
   const auto inside = O::ge(tj, O::load(lo)) & O::le(tj, O::load(hi)) & O::ge(v, O::set1(fastmath::Fp<T>::kTiny));
   O::store(out, O::sel(O::eq(tj, O::load(endJ)), one, O::maskz(inside, v)));
 }
-#endif
 
 // rowsum/colsum (optional, nullptr to skip): lane l's Σ_J and Σ_I of its output rows.
 template <typename T>
@@ -500,13 +451,8 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
       for (int k = 0; k < rows; ++k) {
         const int64_t J = t + k;
         if (J < 1 || J > mmax) continue;
-#if VTALIGN_SIMD512
         bwd_cells_v<T>(wb[k] + J * 2 * L, wb[k + 1] + (J + 1) * 2 * L, eb[k] + J * L, eb[k + 1] + (J + 1) * L,
                        lo[k], hi[k], endJ[k], static_cast<T>(J), eb[k + 1] + J * L);
-#else
-        bwd_cells<T>(wb[k] + J * 2 * L, wb[k + 1] + (J + 1) * 2 * L, eb[k] + J * L, eb[k + 1] + (J + 1) * L,
-                     lo[k], hi[k], endJ[k], static_cast<T>(J), eb[k + 1] + J * L);
-#endif
       }
     }
     // finished rows: <E, C> over each lane's own grid, then to each lane's output
@@ -546,6 +492,8 @@ void backward_group(const Group<T>& g, const T* Wslab, const T* scale, T* const*
   if (ec)
     for (int l = 0; l < L; ++l) ec[l] = acc[l];
 }
+
+#endif  // VTALIGN_SIMD512
 
 }  // namespace sdtw_lanes
 }  // namespace vtalign

@@ -309,10 +309,11 @@ inline bool team_mode(int64_t P, int64_t N, int64_t M) {
 // Full groups of L pairs take the lane path (soft_dtw_lanes.h), whose state is
 // weights, not R; the remaining P % L pairs go pair by pair. The split depends
 // on P and the dtype only (not on the thread count, which may differ between
-// the forward and the backward), and so does the state size per pair.
+// the forward and the backward), and so does the state size per pair. Builds
+// without AVX-512 have no lane kernels (lanes::kEnabled): every pair goes pair by pair.
 template <typename T>
 inline int64_t lane_groups(int64_t P) {
-  return P / lanes::kLanes<T>;
+  return lanes::kEnabled ? P / lanes::kLanes<T> : 0;
 }
 template <typename T>
 inline int64_t state_slots(int64_t P, int64_t N, int64_t M) {

@@ -1,21 +1,24 @@
 """Accuracy of vtalign.soft_dtw (C++ backend, fused path) against the float64 reference.
 
-    python tools/soft_dtw_accuracy.py
+    python tools/soft_dtw_accuracy.py [B]
 
-B = 16 pairs (one float32 lane group, two float64 ones), N = 40, M = 33, D = 8,
+B = 16 pairs by default (one float32 lane group, two float64 ones; B < 16 float32
+pairs take the pair-by-pair path instead), N = 40, M = 33, D = 8,
 squared Euclidean cost; prints the largest relative error of the values and the
 largest gradient error relative to the largest gradient, per dtype and γ.
 """
 from __future__ import annotations
+
+import sys
 
 import torch
 
 import vtalign
 
 
-def main() -> None:
+def main(B: int = 16) -> None:
     gen = torch.Generator().manual_seed(1)
-    B, N, M, D = 16, 40, 33, 8
+    N, M, D = 40, 33, 8
     x = torch.randn(B, N, D, generator=gen, dtype=torch.float64)
     y = torch.randn(B, M, D, generator=gen, dtype=torch.float64)
     for dtype in (torch.float32, torch.float64):
@@ -32,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 16)

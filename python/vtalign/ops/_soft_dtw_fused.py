@@ -21,12 +21,18 @@ from vtalign.ops._common import cpp
 
 FUSED_SLAB_LIMIT = 32 * 2**20  # per-thread scratch of one lane group, bytes
 
-LANES = {torch.float32: 16, torch.float64: 8}
+def lane_width(dtype: torch.dtype) -> int:
+    """Pairs per C++ lane group for `dtype` (16 float32 / 8 float64), 0 when the build has
+    no lane kernels (they need AVX-512) or the dtype has none."""
+    if dtype not in (torch.float32, torch.float64):
+        return 0
+    return int(cpp().soft_dtw_lane_width(dtype == torch.float64))
 
 
 def fused_available(P: int, N: int, M: int, dtype: torch.dtype) -> bool:
     """Whether `soft_dtw_fused` takes P pairs of [N, M] in `dtype` (C++ backend)."""
-    if dtype not in LANES or P < LANES[dtype]:
+    width = lane_width(dtype)
+    if width == 0 or P < width:
         return False
     return int(cpp().soft_dtw_fused_slab_bytes(N, M, dtype == torch.float64)) <= FUSED_SLAB_LIMIT
 
