@@ -205,6 +205,18 @@ inline void fwd_cells_v(const Group<T>& g, const simd::LogTable<T>& tb, const T*
   }
 }
 
+// The forward's skewed front over a block of `rows` rows: at step t, row k of the
+// block handles column t − k, whose up neighbour row k − 1 finished one step earlier,
+// so the rows are independent chains in flight together.
+template <typename F>
+inline void forward_front(int rows, int64_t mmax, F&& cell) {
+  for (int64_t t = 1; t <= mmax + rows - 1; ++t)
+    for (int k = 0; k < rows; ++k) {
+      const int64_t J = t - k;
+      if (J >= 1 && J <= mmax) cell(k, J);
+    }
+}
+
 // ------------------------------------------------ forward in the exp domain
 // Why: in the log domain every cell pays two exps, a log and a reciprocal, all on
 // the row's dependency chain. In the exp domain, P = e^{−R/γ}, the recurrence is
@@ -307,16 +319,11 @@ bool forward_group_exp(const Group<T>& g, T* Wslab, T* values, T* work) {
       fk[k] = at(3, I0 + k);
       wr[k] = kWeights ? Wslab + (I0 + k - 1) * ww - 2 * L : nullptr;
     }
-    const int64_t mmax = g.mmax;  // a local: vector stores may alias g
-    for (int64_t t = 1; t <= mmax + rows - 1; ++t) {
-      for (int k = 0; k < rows; ++k) {
-        const int64_t J = t - k;
-        if (J < 1 || J > mmax) continue;
-        fwd_cells_exp<T, kWeights>(pm[k] + J * L, pk[k] + J * L, pm[k + 1] + (J - 1) * L, pk[k + 1] + (J - 1) * L,
-                                   fm[k] + J * L, fk[k] + J * L, lo[k], hi[k], static_cast<T>(J),
-                                   pm[k + 1] + J * L, pk[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
-      }
-    }
+    forward_front(rows, g.mmax, [&](int k, int64_t J) {
+      fwd_cells_exp<T, kWeights>(pm[k] + J * L, pk[k] + J * L, pm[k + 1] + (J - 1) * L, pk[k + 1] + (J - 1) * L,
+                                 fm[k] + J * L, fk[k] + J * L, lo[k], hi[k], static_cast<T>(J), pm[k + 1] + J * L,
+                                 pk[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
+    });
     for (int k = 0; k < rows; ++k)  // R = −γ·ln P = −γ·ln2·(exponent + log2 mantissa)
       for (int l = 0; l < L; ++l)
         if (g.n[l] == I0 + k) {
@@ -365,16 +372,10 @@ void forward_group(const Group<T>& g, T* Wslab, T* values, T* work) {
       cr[k] = crow(I0 + k);
       wr[k] = kWeights ? Wslab + (I0 + k - 1) * ww - 2 * L : nullptr;
     }
-    // row I0+k handles column t-k: its up neighbour was done by row k-1 one step earlier
-    const int64_t mmax = g.mmax;  // a local: vector stores may alias g
-    for (int64_t t = 1; t <= mmax + rows - 1; ++t) {
-      for (int k = 0; k < rows; ++k) {
-        const int64_t J = t - k;
-        if (J < 1 || J > mmax) continue;
-        fwd_cells_v<T, kWeights>(g, tb, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
-                                 static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
-      }
-    }
+    forward_front(rows, g.mmax, [&](int k, int64_t J) {
+      fwd_cells_v<T, kWeights>(g, tb, rr[k] + J * L, rr[k + 1] + (J - 1) * L, cr[k] + J * L, lo[k], hi[k],
+                               static_cast<T>(J), rr[k + 1] + J * L, kWeights ? wr[k] + J * 2 * L : nullptr);
+    });
     for (int k = 0; k < rows; ++k) {
       const int64_t I = I0 + k;
       for (int l = 0; l < L; ++l)
