@@ -43,6 +43,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
   auto pair_ptr = [&](int64_t p) { return bt.pair(c, p); };
   if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
     Geom g;
+    std::vector<T> rring(4 * (bt.N + 2));
 #pragma omp parallel
     {
       FlushSubnormals ftz;
@@ -50,7 +51,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
         g.init(xl[p], yl[p], bandwidth);
-        forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, val + p, tid, nt);
+        forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, rring.data(), val + p, tid, nt);
       }
     }
     return;
@@ -62,7 +63,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
     FlushSubnormals ftz;
     Geom g;
     lanes::Group<T> grp;
-    std::vector<T> work;
+    std::vector<T> work, rring(4 * (bt.N + 2));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
 #if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
@@ -78,7 +79,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
 #endif
       const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
-      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, val + p, 0, 1);
+      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, rring.data(), val + p, 0, 1);
     }
   }
 }
@@ -95,14 +96,15 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
       R.size() != P * S || E.size() != P * NM || EC.size() != P)
     throw std::invalid_argument("soft_dtw_backward: buffer sizes do not match the pairs");
   const PairInputs<T> in = pair_inputs(C, gamma, xlen, ylen, bt);
-  const T *c = in.c, *gm = in.gm, *r = R.data(), *gr = grad.data();
+  const T *c = in.c, *r = R.data(), *gr = grad.data();
+  [[maybe_unused]] const T* gm = in.gm;  // the weights in R already hold γ; lane groups still take it
   const int64_t *xl = in.xl, *yl = in.yl;
   T* e = vtalign::out_ptr<T>(E, "E");
   double* ec = vtalign::out_ptr<double>(EC, "EC");
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return bt.pair(c, p); };
   if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
-    std::vector<T> ring(6 * (bt.N + 2));
+    std::vector<T> ring(3 * (bt.N + 2));
     std::vector<double> partial(omp_get_max_threads());
     Geom g;
 #pragma omp parallel
@@ -112,7 +114,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
         g.init(xl[p], yl[p], bandwidth);
-        const double v = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], ring.data(),
+        const double v = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gr[p], ring.data(),
                                           e + p * NM, bt.N, bt.M, tid, nt, partial.data());
         if (tid == 0) ec[p] = v;
       }
@@ -124,7 +126,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
 #pragma omp parallel
   {
     FlushSubnormals ftz;
-    std::vector<T> ring(6 * (bt.N + 2));
+    std::vector<T> ring(3 * (bt.N + 2));
     Geom g;
     lanes::Group<T> grp;
     std::vector<T> work;
@@ -144,7 +146,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
 #endif
       const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
-      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gm[p], gr[p], ring.data(),
+      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gr[p], ring.data(),
                                e + p * NM, bt.N, bt.M, 0, 1, &partial);
     }
   }

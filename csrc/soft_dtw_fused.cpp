@@ -77,7 +77,7 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
   {
     FlushSubnormals ftz;
     lanes::Group<T> grp;
-    std::vector<T> work, Rpair, ring, cbuf;
+    std::vector<T> work, state, ring, cbuf;
     Geom g;
     double partial = 0.0;
 #pragma omp for schedule(dynamic, 1)
@@ -117,7 +117,7 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
         continue;
       }
 #endif
-      const int64_t p = G * L + (it - G), S = (bt.N + 2) * (bt.M + 2);
+      const int64_t p = G * L + (it - G), S = pair_state_slots<T>(bt.N, bt.M);
       g.init(xl[p], yl[p], bandwidth);
       const T* cpair = pair_ptr(p);
       int64_t rs = bt.rs;
@@ -139,12 +139,12 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
         cpair = cbuf.data();
         rs = bt.M;
       }
-      Rpair.resize(S);
-      forward_pair<T>(g, cpair, rs, gm[p], Rpair.data(), S, val + p, 0, 1);
+      state.resize(S);
+      ring.resize(4 * (bt.N + 2));
+      forward_pair<T>(g, cpair, rs, gm[p], state.data(), S, ring.data(), val + p, 0, 1);
       if (!need_grad) continue;
-      ring.resize(6 * (bt.N + 2));
       T* ep = e + p * NM;
-      ec[p] = backward_pair<T>(g, cpair, rs, Rpair.data(), gm[p], T(1), ring.data(), ep, bt.N, bt.M, 0, 1,
+      ec[p] = backward_pair<T>(g, cpair, rs, state.data(), T(1), ring.data(), ep, bt.N, bt.M, 0, 1,
                                &partial);
       T* rp = rsum + p * bt.N;
       T* cpo = csum + p * bt.M;

@@ -110,82 +110,118 @@ inline void team_barrier(int nt) {
   }
 }
 
-// Interior cells of diagonal D outside the band interval [a, b] get `v`, so no
-// later read meets an unwritten cell (+inf for R, 0 for E).
+// State of one pair: the soft-min weights each cell gave its up (I−1, J) and left
+// (I, J−1) predecessors, w_up at g.at(I, J) and w_left at size + g.at(I, J) (the
+// diagonal one is 1 − w_up − w_left); border cells and cells outside the band weigh
+// 0. Why weights and not R, as in the lane path (soft_dtw_lanes.h): the backward then
+// needs no exp, and its float32 accuracy no longer depends on ulp(R)/γ (rebuilding
+// a weight e^{(R[s] − C[s] − R[p])/γ} from a float32 R that has grown to ~1e3 is off
+// by several percent at γ = 1e-3).
 template <typename T>
-void fill_outside(const Geom& g, int64_t D, int64_t a, int64_t b, T* buf, T v) {
-  const int64_t lo = std::max<int64_t>(1, D - g.m), hi = std::min<int64_t>(g.n, D - 1);
-  T* d = buf + g.base[D];
-  if (a > b) {
-    for (int64_t I = lo; I <= hi; ++I) d[I] = v;
-    return;
+inline int64_t pair_state_slots(int64_t N, int64_t M) {
+  return 2 * (N + 2) * (M + 2);
+}
+
+// Interior and border cells of diagonal D outside [a, b] (a > b: all of them): R = +inf
+// in the diagonal's ring slot, weight 0. Written by one thread, disjoint from [a, b].
+template <typename T>
+void forward_outside(const Geom& g, int64_t D, int64_t a, int64_t b, T* rd, T* wu, T* wl) {
+  const int64_t lo = g.lo(D), hi = g.hi(D), bd = g.base[D];
+  const int64_t e1 = a > b ? hi : std::min(a - 1, hi), s2 = a > b ? hi + 1 : std::max(b + 1, lo);
+  for (int64_t I = lo; I <= e1; ++I) {
+    rd[I] = kInf<T>;
+    wu[bd + I] = wl[bd + I] = T(0);
   }
-  for (int64_t I = lo; I < a; ++I) d[I] = v;
-  for (int64_t I = b + 1; I <= hi; ++I) d[I] = v;
+  for (int64_t I = s2; I <= hi; ++I) {
+    rd[I] = kInf<T>;
+    wu[bd + I] = wl[bd + I] = T(0);
+  }
+}
+
+// Cells [s, e] of one anti-diagonal, I indexing rows: R of the two previous diagonals
+// (r2: D − 2, r1: D − 1) and the diagonal's costs (c) -> R (rd) and the weights towards the up (wu) and left (wl)
+// predecessors. A function of its own, kept out of line, so that GCC sees the restrict
+// qualifiers (it honours them on parameters, not on local pointers, and loses them
+// when it inlines) and vectorises the loop.
+template <typename T>
+__attribute__((noipa)) void forward_diag(const T* __restrict__ r2, const T* __restrict__ r1, T* __restrict__ rd,
+                         T* __restrict__ wu, T* __restrict__ wl, const T* __restrict__ c, int64_t s, int64_t e,
+                         T gamma, T inv) {
+#pragma omp simd
+  for (int64_t I = s; I <= e; ++I) {
+    const T x = r2[I - 1];  // (I-1, J-1)
+    const T y = r1[I - 1];  // (I-1, J)
+    const T z = r1[I];      // (I, J-1)
+    // softmin = mn − γ·log(ex + ey + ez), each e = e^{(mn − v)/γ} <= 1 (the min's is 1),
+    // and a predecessor's weight is its e over the sum. (Three exps rather than two and
+    // a sort: with the sort's selects GCC does not vectorise this loop.)
+    const T mxy = x < y ? x : y;
+    const T mn = mxy < z ? mxy : z;
+    const T ex = exp_nonpos((mn - x) * inv), ey = exp_nonpos((mn - y) * inv), ez = exp_nonpos((mn - z) * inv);
+    const T s3 = ex + ey + ez;
+    const T v = c[I] + (mn - gamma * log_pos(s3));
+    const T rinv = T(1) / s3;
+    const T wy = ey * rinv, wz = ez * rinv;
+    const bool ok = mn < kInf<T>;
+    rd[I] = ok ? v : kInf<T>;
+    wu[I] = ok ? wy : T(0);
+    wl[I] = ok ? wz : T(0);
+  }
 }
 
 // ---------------------------------------------------------------- forward
+// W: this pair's state (slot elements); rring: 4·(n+2) scratch shared by the team
+// (R of the last three diagonals, slot D % 3, indexed by I; then the costs of D).
 template <typename T>
-void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* R, int64_t slot, T* value, int tid,
-                  int nt) {
-  const int64_t n = g.n, m = g.m;
+void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* W, int64_t slot, T* rring, T* value,
+                  int tid, int nt) {
+  const int64_t n = g.n, m = g.m, L = n + 2, S = g.size();
   const T inv = T(1) / gamma;
-  if (tid == 0) {
-    R[g.at(0, 0)] = T(0);
-    for (int64_t J = 1; J <= m + 1; ++J) R[g.at(0, J)] = kInf<T>;
-    for (int64_t I = 1; I <= n + 1; ++I) R[g.at(I, 0)] = kInf<T>;
+  T* wu = W;
+  T* wl = W + S;
+  if (tid == 0) {  // diagonals 0 and 1 and those past n + m are all border
+    for (int64_t D : {int64_t(0), int64_t(1), n + m + 1, n + m + 2})
+      forward_outside(g, D, 1, 0, rring + (D % 3) * L, wu, wl);
+    rring[0] = T(0);  // R[0, 0]
   }
   team_barrier(nt);
   for (int64_t D = 2; D <= n + m; ++D) {
     int64_t a, b;
     g.range(D, a, b);
-    if (g.band >= 0 && tid == 0) fill_outside(g, D, a, b, R, kInf<T>);  // out of band: +inf
+    T* rd = rring + (D % 3) * L;
+    if (tid == 0) forward_outside(g, D, a, b, rd, wu, wl);
     int64_t s, e;
     team_share(a, b, tid, nt, s, e);
-    const int64_t bd = g.base[D], b1 = g.base[D - 1], b2 = g.base[D - 2];
-    // C[I-1, J-1] with J = D - I sits at I*(rs-1) + (D-1-rs): a strided gather
-    const int64_t c0 = D - 1 - rs, cst = rs - 1;
-    const T* __restrict__ c = C;
-    T* __restrict__ r = R;
-#pragma omp simd
-    for (int64_t I = s; I <= e; ++I) {
-      const T x = r[b2 + I - 1];  // (I-1, J-1)
-      const T y = r[b1 + I - 1];  // (I-1, J)
-      const T z = r[b1 + I];      // (I, J-1)
-      const T lo_xy = x < y ? x : y, hi_xy = x < y ? y : x;
-      const T mn = lo_xy < z ? lo_xy : z;
-      const T mx = hi_xy < z ? z : hi_xy;
-      const T md = lo_xy < z ? (hi_xy < z ? hi_xy : z) : lo_xy;
-      const T s3 = T(1) + exp_nonpos((mn - md) * inv) + exp_nonpos((mn - mx) * inv);
-      const T v = c[c0 + I * cst] + (mn - gamma * log_pos(s3));
-      r[bd + I] = mn < kInf<T> ? v : kInf<T>;
-    }
+    // C[I-1, J-1] with J = D - I sits at I*(rs-1) + (D-1-rs): a strided gather, done
+    // apart into contiguous scratch (with it inside, GCC vectorises only for stride 1)
+    T* cd = rring + 3 * L;
+    const T* cg = C + (D - 1 - rs);
+    for (int64_t I = s; I <= e; ++I) cd[I] = cg[I * (rs - 1)];
+    forward_diag<T>(rring + ((D + 1) % 3) * L, rring + ((D + 2) % 3) * L, rd, wu + g.base[D], wl + g.base[D], cd,
+                    s, e, gamma, inv);
     team_barrier(nt);
   }
   if (tid == 0) {
-    *value = R[g.at(n, m)];
-    // The backward's border: successors outside the grid weigh e^{-inf} = 0.
-    for (int64_t J = 0; J <= m + 1; ++J) R[g.at(n + 1, J)] = -kInf<T>;
-    for (int64_t I = 0; I <= n; ++I) R[g.at(I, m + 1)] = -kInf<T>;
+    *value = rring[((n + m) % 3) * L + n];
     // a shorter pair leaves the end of its slot unused: define it (outputs are deterministic)
-    std::fill(R + g.size(), R + slot, T(0));
+    std::fill(W + 2 * S, W + slot, T(0));
   }
   team_barrier(nt);
 }
 
 // --------------------------------------------------------------- backward
-// E[I,J] = Σ_s E[s]·e^{(R[s] − C[s] − R[I,J])/γ} over the three successors, E[n,m] = 1.
-// Only three diagonals of E and of C are alive at a time (rings of 3 slots indexed
-// by I; slot D % 3): C is gathered once per cell, and each finished diagonal of E
-// (times `scale`) goes straight to the [N, M] output. Returns <E, C>.
+// E[I,J] = E[I+1,J]·w_up(I+1,J) + E[I,J+1]·w_left(I,J+1) + E[I+1,J+1]·w_diag(I+1,J+1),
+// E[n,m] = 1, with the weights the forward stored. Only three diagonals of E are
+// alive at a time (a ring of 3 slots indexed by I; slot D % 3), and each finished
+// diagonal (times `scale`) goes straight to the [N, M] output. Returns <E, C>.
+// ring: 3·(n+2) scratch shared by the team.
 template <typename T>
-double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma, T scale, T* ring,
-                     T* Eout, int64_t N, int64_t M, int tid, int nt, double* partial) {
-  const int64_t n = g.n, m = g.m, L = n + 2;
-  const T inv = T(1) / gamma;
-  T* cring = ring;
-  T* ering = ring + 3 * L;
-  if (tid == 0) std::fill(ring, ring + 6 * L, T(0));
+double backward_pair(const Geom& g, const T* C, int64_t rs, const T* W, T scale, T* ring, T* Eout, int64_t N,
+                     int64_t M, int tid, int nt, double* partial) {
+  const int64_t n = g.n, m = g.m, L = n + 2, S = g.size();
+  const T* wu = W;
+  const T* wl = W + S;
+  if (tid == 0) std::fill(ring, ring + 3 * L, T(0));
   // padding of the output: rows past n, columns past m
   for (int64_t I = 1 + tid; I <= n; I += nt) std::fill(Eout + (I - 1) * M + m, Eout + I * M, T(0));
   for (int64_t I = n + 1 + tid; I <= N; I += nt) std::fill(Eout + (I - 1) * M, Eout + I * M, T(0));
@@ -194,12 +230,9 @@ double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma,
   for (int64_t D = n + m; D >= 2; --D) {
     int64_t a, b;
     g.range(D, a, b);
-    T* ed = ering + (D % 3) * L;
-    T* cd = cring + (D % 3) * L;
-    const T* e1 = ering + ((D + 1) % 3) * L;
-    const T* c1 = cring + ((D + 1) % 3) * L;
-    const T* e2 = ering + ((D + 2) % 3) * L;
-    const T* c2 = cring + ((D + 2) % 3) * L;
+    T* ed = ring + (D % 3) * L;
+    const T* e1 = ring + ((D + 1) % 3) * L;
+    const T* e2 = ring + ((D + 2) % 3) * L;
     const int64_t c0 = D - 1 - rs, cst = rs - 1;  // C[I-1, J-1] = C[c0 + I*cst]
     const int64_t o0 = D - 1 - M, ost = M - 1;    // Eout[I-1, J-1] = Eout[o0 + I*ost]
     if (tid == 0) {  // no mass outside the band interval (and in the slot's stale entries)
@@ -213,23 +246,18 @@ double backward_pair(const Geom& g, const T* C, int64_t rs, const T* R, T gamma,
     }
     int64_t s, e;
     team_share(a, b, tid, nt, s, e);
-    const int64_t bd = g.base[D], b1 = g.base[D + 1], b2 = g.base[D + 2];
+    const int64_t b1 = g.base[D + 1], b2 = g.base[D + 2];
     const T* __restrict__ c = C;
-    const T* __restrict__ r = R;
     T* __restrict__ eo = Eout;
     T acc = T(0);
     const bool last = D == n + m;  // the end cell (n, m): E = 1
 #pragma omp simd reduction(+ : acc)
     for (int64_t I = s; I <= e; ++I) {
-      const T cc = c[c0 + I * cst];
-      const T rc = r[bd + I];
       // successors: (I+1, J) and (I, J+1) on D+1, (I+1, J+1) on D+2
-      const T w1 = exp_nonpos((r[b1 + I + 1] - c1[I + 1] - rc) * inv);
-      const T w2 = exp_nonpos((r[b1 + I] - c1[I] - rc) * inv);
-      const T w3 = exp_nonpos((r[b2 + I + 1] - c2[I + 1] - rc) * inv);
-      const T v = e1[I + 1] * w1 + e1[I] * w2 + e2[I + 1] * w3;
-      const T ev = last ? T(1) : (rc < kInf<T> && v >= Fp<T>::kTiny ? v : T(0));
-      cd[I] = cc;
+      const T w_diag = T(1) - wu[b2 + I + 1] - wl[b2 + I + 1];
+      const T v = e1[I + 1] * wu[b1 + I + 1] + e1[I] * wl[b1 + I] + e2[I + 1] * (w_diag > T(0) ? w_diag : T(0));
+      const T ev = last ? T(1) : (v >= Fp<T>::kTiny ? v : T(0));
+      const T cc = c[c0 + I * cst];
       ed[I] = ev;
       eo[o0 + I * ost] = ev * scale;
       acc += ev * cc;
@@ -315,10 +343,10 @@ template <typename T>
 inline int64_t lane_groups(int64_t P) {
   return lanes::kEnabled ? P / lanes::kLanes<T> : 0;
 }
+// Both layouts hold two weights per cell; the pair one with borders is the larger.
 template <typename T>
 inline int64_t state_slots(int64_t P, int64_t N, int64_t M) {
-  const int64_t per_pair = (N + 2) * (M + 2);
-  return lane_groups<T>(P) > 0 ? std::max(per_pair, lanes::state_slots(N, M)) : per_pair;
+  return std::max(pair_state_slots<T>(N, M), lanes::state_slots(N, M));
 }
 
 }  // namespace sdtw_pair
