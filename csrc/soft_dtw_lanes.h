@@ -41,9 +41,7 @@
 namespace vtalign {
 namespace sdtw_lanes {
 
-using fastmath::exp_nonpos;
 using fastmath::kInf;
-using fastmath::log_pos;
 
 template <typename T>
 constexpr int kLanes = 64 / static_cast<int>(sizeof(T));
@@ -70,7 +68,7 @@ struct Group {
   int64_t n[L], m[L], W[L];      // lengths; band half-width scaled (-1: no band)
   int64_t nmax = 0, mmax = 0;
   const T* c[L];
-  T gamma[L], inv[L], inv2[L];  // 1/γ, log2(e)/γ
+  T gamma[L], inv2[L];  // γ, log2(e)/γ
   // The stored matrix may be a GEMM product d, with the cost c = alpha·d + xn_I + yn_J
   // + offset (clamped at 0 when clamp): folding the norms in here saves the caller
   // passes over [B, N, M]. Identity by default.
@@ -90,7 +88,6 @@ struct Group {
       m[l] = yl[l];
       c[l] = cptr[l];
       gamma[l] = gm[l];
-      inv[l] = T(1) / gm[l];
       inv2[l] = static_cast<T>(fastmath::kLog2e / static_cast<double>(gm[l]));
       const int64_t lo = std::min(n[l], m[l]), hi = std::max(n[l], m[l]);
       W[l] = (band >= 0 && lo > 1) ? std::min(band, hi) * (lo - 1) : -1;
