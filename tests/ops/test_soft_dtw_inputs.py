@@ -100,3 +100,23 @@ def test_modules_reject_bad_configuration():
         SoftDTW(False, dist_func="manhattan")
     with pytest.raises(ValueError, match="null_cost"):
         S2DTW(null_cost=float("nan"))(torch.randn(1, 3, 2), torch.randn(1, 3, 2))
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "cosine"])
+@pytest.mark.parametrize("bad, where", [(float("nan"), "y"), (float("-inf"), "x"), (float("inf"), "y")])
+def test_non_finite_features_on_the_fused_size(gen, cost, bad, where):
+    # B = 16 float32 is a full lane group: the squared-Euclidean check then rides on the
+    # row norms, the other costs on the plain sum; both must name the tensor.
+    x = torch.randn(16, 6, 3, generator=gen)
+    y = torch.randn(16, 5, 3, generator=gen)
+    (x if where == "x" else y)[15, 4, 2] = bad
+    with pytest.raises(ValueError, match=f"{where} contains (NaN|Inf)"):
+        vtalign.soft_dtw(x, y, cost=cost)
+
+
+def test_overflowing_norms_are_not_called_non_finite(gen):
+    # |x|² overflows float32 although every element is finite: no NaN/Inf error.
+    x = torch.randn(16, 6, 3, generator=gen)
+    x[3, 1, 0] = 3e19
+    v = vtalign.soft_dtw(x, torch.randn(16, 5, 3, generator=gen))
+    assert v.shape == (16,) and not torch.isnan(v).any()

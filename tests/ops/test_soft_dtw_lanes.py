@@ -180,3 +180,17 @@ def test_lane_forward_exp_domain_and_its_fallback(case, gen):
     (v, g), (v_ref, g_ref) = out
     torch.testing.assert_close(v, v_ref, rtol=1e-6, atol=1e-6 * float(v_ref.abs().max()))
     torch.testing.assert_close(g, g_ref, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_rows", [True, False])
+def test_feature_passes_match_torch(dtype, with_rows, gen):
+    # The two C++ passes of the fused feature path (sq_norms; the gradient's combine step).
+    x = torch.randn(5, 7, 33, generator=gen, dtype=torch.float64).to(dtype)
+    torch.testing.assert_close(fused.sq_norms(x), (x.double() ** 2).sum(-1).to(dtype))
+    G = torch.randn(5, 7, 33, generator=gen, dtype=dtype)
+    a, b = torch.randn(5, dtype=dtype, generator=gen), torch.randn(5, dtype=dtype, generator=gen)
+    rows = torch.rand(5, 7, dtype=dtype, generator=gen)
+    want = a[:, None, None] * G + (b[:, None, None] * rows[:, :, None] * x if with_rows else 0)
+    got = fused._combine(G.clone(), a, b, rows if with_rows else None, x)
+    torch.testing.assert_close(got, want)

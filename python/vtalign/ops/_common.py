@@ -5,6 +5,7 @@ argument, and never after half the work is done.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable, Sequence
 
@@ -97,7 +98,7 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     # propagate into it, so a finite sum proves the tensor finite. Only a
     # non-finite sum (a bad value, or finite values overflowing) pays for the
     # exact element-wise search. (sum(dtype=...) would materialise a cast copy.)
-    if bool(torch.isfinite(t.detach().sum())):
+    if math.isfinite(float(t.detach().sum())):
         return
     bad = ~torch.isfinite(t)
     if not bool(bad.any()):

@@ -72,22 +72,37 @@ def _(D, gamma, x_len, y_len, bandwidth, need_grad, need_ec, alpha, offset, clam
             D.new_empty(k * P, M))
 
 
+def sq_norms(t: torch.Tensor) -> torch.Tensor:
+    """Σ_d t[..., d]² for a float32/float64 t `[..., D]` -> `[...]`, in one pass (C++)."""
+    t = t.detach().contiguous()
+    out = t.new_empty(t.shape[:-1])
+    cpp().row_sqnorms(t.numpy(), out.numpy())
+    return out
+
+
+def _combine(G: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows, x: torch.Tensor) -> torch.Tensor:
+    """G = a·G + b·rows·x per pair, in place on G `[P, N, D]` (a, b `[P]`, rows `[P, N]`)."""
+    rows_np = rows.contiguous().numpy() if rows is not None else G.new_empty(0).numpy()
+    cpp().grad_combine(G.numpy(), a.numpy(), b.numpy(), rows_np, x.detach().contiguous().numpy())
+    return G
+
+
 class FeatureSoftDTW(torch.autograd.Function):
     """values [B] for x [B, N, D], y [B, M, D]; gradients to x, y and γ [B].
 
-    sq=True: cost |x_i − y_j|² (clamped at 0 against rounding); sq=False: offset − x_i·y_j.
-    Only x·yᵀ is a GEMM: the norms, the offset and the clamp are applied by the kernel
-    as it reads each row, and the backward uses the closed-form gradients.
+    sq=True: cost |x_i − y_j|² (clamped at 0 against rounding), with xn [B, N] and
+    yn [B, M] the squared row norms (`sq_norms`); sq=False: offset − x_i·y_j, with
+    xn, yn empty. Only x·yᵀ is a GEMM: the norms, the offset and the clamp are
+    applied by the kernel as it reads each row, and the backward uses the
+    closed-form gradients.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
-                y_len: torch.Tensor, bandwidth: int, sq: bool, offset: float):
+                y_len: torch.Tensor, bandwidth: int, sq: bool, offset: float, xn: torch.Tensor,
+                yn: torch.Tensor):
         need_grad = any(ctx.needs_input_grad[:3])
         dot = torch.bmm(x, y.transpose(1, 2))
-        empty = x.new_empty(0)
-        xn = (x * x).sum(-1) if sq else empty
-        yn = (y * y).sum(-1) if sq else empty
         values, EC, rows, cols = _fused_op(dot, gamma, x_len, y_len, int(bandwidth), need_grad,
                                            ctx.needs_input_grad[2], -2.0 if sq else -1.0,
                                            0.0 if sq else float(offset), sq, xn, yn)
@@ -99,20 +114,15 @@ class FeatureSoftDTW(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_values: torch.Tensor):
         x, y, gamma, values, E, EC, rows, cols = ctx.saved_tensors
-        s = g_values[:, None, None].to(x.dtype)
+        s = g_values.to(x.dtype).contiguous()
         gx = gy = gg = None
-        # ∂/∂x of Σ E·|x − y|² is 2(rowsum(E)·x − E·y); of Σ E·(offset − x·y) it is −E·y.
-        # One GEMM, then two in-place passes over [B, N, D] (a baddbmm with the row term
-        # as its addend first copies that addend into its output: one pass more, measured
-        # 0.1-0.4 ms slower at B = 32, N = M = 256, D = 64).
+        # ∂/∂x of Σ E·|x − y|² is 2(rowsum(E)·x − E·y); of Σ E·(offset − x·y) it is −E·y:
+        # one GEMM, then one in-place pass over [B, N, D] (grad_combine).
+        a, b = (-2 * s if ctx.sq else -s), 2 * s
         if ctx.needs_input_grad[0]:
-            gx = torch.bmm(E, y).mul_(-2 * s if ctx.sq else -s)
-            if ctx.sq:
-                gx.addcmul_(rows[:, :, None] * (2 * s), x)
+            gx = _combine(torch.bmm(E, y), a, b, rows if ctx.sq else None, x)
         if ctx.needs_input_grad[1]:
-            gy = torch.bmm(E.transpose(1, 2), x).mul_(-2 * s if ctx.sq else -s)
-            if ctx.sq:
-                gy.addcmul_(cols[:, :, None] * (2 * s), y)
+            gy = _combine(torch.bmm(E.transpose(1, 2), x), a, b, cols if ctx.sq else None, y)
         if ctx.needs_input_grad[2]:
             gg = g_values * (values - EC.to(values.dtype)) / gamma
-        return gx, gy, gg, None, None, None, None, None
+        return gx, gy, gg, None, None, None, None, None, None, None

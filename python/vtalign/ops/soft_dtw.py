@@ -115,7 +115,7 @@ def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=N
     return w
 
 
-def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool) -> None:
+def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool, finite: bool = True) -> None:
     check_tensor("x", x, ndims=(3,))
     check_tensor("y", y, ndims=(3,))
     if same_batch and x.shape[0] != y.shape[0]:
@@ -124,8 +124,9 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool) -> None:
         raise ValueError(f"x and y must have the same feature size D, got {x.shape[2]} and {y.shape[2]}")
     if x.device != y.device:
         raise ValueError(f"x and y must be on one device, got {x.device} and {y.device}")
-    check_finite("x", x)
-    check_finite("y", y)
+    if finite:
+        check_finite("x", x)
+        check_finite("y", y)
 
 
 def _check_cost_arg(cost) -> None:
@@ -136,9 +137,10 @@ def _check_cost_arg(cost) -> None:
 
 
 def _check_features(x: torch.Tensor, y: torch.Tensor, cost, x_lengths: Lengths, y_lengths: Lengths, *,
-                    same_batch: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The checks every feature-level entry point runs first -> per-sequence lengths (xl, yl)."""
-    _check_pair(x, y, same_batch=same_batch)
+                    same_batch: bool, finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checks every feature-level entry point runs first -> per-sequence lengths (xl, yl).
+    finite=False leaves the NaN/Inf check to the caller (`_finite_features`)."""
+    _check_pair(x, y, same_batch=same_batch, finite=finite)
     _check_cost_arg(cost)
     return (_check_lengths("x_lengths", x_lengths, x.shape[0], x.shape[1]),
             _check_lengths("y_lengths", y_lengths, y.shape[0], y.shape[1]))
@@ -511,34 +513,62 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
     lengths), which is 0 for x = y. Other arguments as in `soft_dtw_cost`.
     Differentiable w.r.t. x, y and a tensor γ.
     """
-    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
-    B, N, M = x.shape[0], x.shape[1], y.shape[1]
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True, finite=False)
+    be = resolve_backend(backend, [x, y])
+    xn, yn = _finite_features(x, y, cost, be)
+    B = x.shape[0]
     g = _check_gamma(gamma, B)
     w = _check_bandwidth(bandwidth, xl, yl)
-    be = resolve_backend(backend, [x, y])
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
         return ref.soft_dtw(x, y, gg, cost=cost, bandwidth=None if w < 0 else w, x_lengths=xl.tolist(),
                             y_lengths=yl.tolist(), normalize=normalize)
-    v = _run_features(x, y, cost, g, xl, yl, w, be)
+    v = _run_features(x, y, cost, g, xl, yl, w, be, xn, yn)
     if not normalize:
         return v
-    vxx = _run_features(x, x, cost, g, xl, xl, w, be)
-    vyy = _run_features(y, y, cost, g, yl, yl, w, be)
+    vxx = _run_features(x, x, cost, g, xl, xl, w, be, xn, xn)
+    vyy = _run_features(y, y, cost, g, yl, yl, w, be, yn, yn)
     return v - 0.5 * (vxx + vyy)
 
 
+def _finite_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, backend: str):
+    """The NaN/Inf check of x and y -> their squared row norms (xn, yn) when the fused
+    squared-Euclidean path needs them, else (None, None). The norms cost one pass, as the
+    check's own sum would, and a NaN/Inf anywhere in a row makes its norm non-finite, so
+    only a non-finite norm pays for the exact search (`check_finite`)."""
+    dt = _compute_dtype(x, backend)
+    if not (backend == "cpp" and cost == "sqeuclidean" and fused.lane_width(dt)):
+        check_finite("x", x)
+        check_finite("y", y)
+        return None, None
+    norms = []
+    for name, t in (("x", x), ("y", y)):
+        n = fused.sq_norms(t.to(dt))
+        if not math.isfinite(float(n.sum())):
+            check_finite(name, t)  # raises unless the norms merely overflowed
+        norms.append(n)
+    return norms[0], norms[1]
+
+
 def _run_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, gamma: Gamma, xl: torch.Tensor,
-                  yl: torch.Tensor, w: int, backend: str) -> torch.Tensor:
-    """values [B] for checked features; the fused C++ path when it applies (_soft_dtw_fused)."""
+                  yl: torch.Tensor, w: int, backend: str, xn: Optional[torch.Tensor] = None,
+                  yn: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """values [B] for checked features; the fused C++ path when it applies (_soft_dtw_fused).
+    xn, yn: the squared row norms when the caller has them (`_finite_features`)."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     dt = _compute_dtype(x, backend)
     if backend == "cpp" and not callable(cost) and fused.fused_available(B, N, M, dt):
         if cost == "cosine":
             x, y = _unit(x), _unit(y)
         sq, offset = cost == "sqeuclidean", 1.0 if cost == "cosine" else 0.0
+        x, y = x.to(dt), y.to(dt)
+        if sq:
+            xn = fused.sq_norms(x) if xn is None else xn
+            yn = fused.sq_norms(y) if yn is None else yn
+        else:
+            xn = yn = x.new_empty(0)
         g = _gamma_vector(gamma, B, 1, dt, x.device)
-        return fused.FeatureSoftDTW.apply(x.to(dt), y.to(dt), g, xl, yl, int(w), sq, offset)
+        return fused.FeatureSoftDTW.apply(x, y, g, xl, yl, int(w), sq, offset, xn, yn)
     return _run(pairwise_cost(x, y, cost)[None], gamma, xl, yl, w, backend)
 
 
