@@ -7,7 +7,9 @@ Every measurement runs in a fresh subprocess (`python -m benchmarks.bench_softdt
 it alone: the worker builds the inputs, warms the method up on a tiny problem of the
 same dtype (numba compiles there), reads its current RSS as the baseline, runs one
 forward+backward on the real problem and reports peak − baseline as the op's extra
-memory; then it times `reps` more forward+backward passes and keeps the fastest.
+memory; then it times `reps` more forward+backward passes and keeps the fastest. The
+full size runs each method in several such workers, in rounds that alternate the
+methods, and keeps the fastest time and the largest peak.
 
 Forward+backward = `loss = f(x, y).sum(); loss.backward()` with x requiring grad,
 squared Euclidean cost, γ = 1, all cores (torch and numba defaults). ns/cell is the
@@ -31,7 +33,7 @@ ROOT = os.path.dirname(HERE)
 SIZES = {
     "small": dict(dp=[(4, 64, 64, 16)], pairwise=(8, 8, 16, 16, 16), reps=2),
     "full": dict(dp=[(32, 256, 256, 64), (4, 2048, 2048, 64)], pairwise=(64, 64, 32, 32, 64), reps=3,
-                 short_reps=10),
+                 short_reps=10, rounds=3),
 }
 METHODS = ("vtalign", "pysdtw", "tslearn")
 # Idle OpenMP workers (torch's, numba's and ours share one libgomp) spin by default; on
@@ -162,16 +164,28 @@ def _skip_reason(method: str, B: int, N: int, M: int, D: int, itemsize: int) -> 
     return None
 
 
+def _merge(old: dict | None, new: dict) -> dict:
+    """Two measurements of one method -> the fastest time and CPU time, the largest peak."""
+    if old is None or "error" in new:
+        return new if old is None or "error" in old else old
+    if "error" in old:
+        return new
+    return {"time": min(old["time"], new["time"]), "cpu": min(old["cpu"], new["cpu"]),
+            "extra": max(old["extra"], new["extra"])}
+
+
 def run(size: str = "full") -> str:
     cfg = SIZES[size]
-    reps = cfg["reps"]
+    reps, rounds = cfg["reps"], cfg.get("rounds", 1)
     policy = os.environ.get("OMP_WAIT_POLICY", WAIT_POLICY)
     load = os.getloadavg()[0]
     lines = [f"OMP_WAIT_POLICY={policy} in every worker; load average at start {load:.1f} "
              f"on {os.cpu_count()} cores.", "",
              "Forward+backward (x requires grad), squared Euclidean cost, γ = 1. Time is the fastest "
-             "of the runs; ns/cell = time / (B·N·M); peak = peak RSS of a fresh process over its "
-             "RSS just before the call (inputs already allocated); budget = 4·B·N·M·bytes + 64 MiB.",
+             f"of the runs, over {rounds} round(s) that alternate the methods (tslearn: one run); "
+             "ns/cell = time / (B·N·M); peak = peak RSS of a fresh process over its RSS just before "
+             "the call (inputs already allocated), the largest over the rounds; "
+             "budget = 4·B·N·M·bytes + 64 MiB.",
              "",
              "CPU time is the process's (all threads) for the fastest timed run.", "",
              "| B | N = M | D | dtype | method | time (ms) | CPU time (ms) | ns/cell | peak extra (MiB) | "
@@ -181,15 +195,23 @@ def run(size: str = "full") -> str:
     for (B, N, M, D) in cfg["dp"]:
         for dt, item in (("float32", 4), ("float64", 8)):
             res = {}
+            todo = []
             for method in METHODS:
                 why = _skip_reason(method, B, N, M, D, item)
                 if why:
                     notes.append(f"{method} at B={B}, N=M={N}, {dt}: {why}")
-                    continue
-                # a shared VM: repeats for the fastest-of, more for sub-second runs (the same for
-                # every method; tslearn, at seconds per run, once)
-                r = (cfg.get("short_reps", reps) if N <= 512 else reps) if method != "tslearn" else 1
-                res[method] = _measure(dict(method=method, dtype=dt, B1=B, B2=B, N=N, M=M, D=D, reps=r))
+                else:
+                    todo.append(method)
+            # Rounds alternate the methods (a fresh worker each), so the slow drifts of a
+            # shared VM reach every method alike; a round's repeats give the fastest-of,
+            # more for sub-second runs (tslearn, at seconds per run, runs once).
+            for _ in range(rounds):
+                for method in todo:
+                    if method == "tslearn" and method in res:
+                        continue
+                    r = (cfg.get("short_reps", reps) if N <= 512 else reps) if method != "tslearn" else 1
+                    res[method] = _merge(res.get(method), _measure(dict(method=method, dtype=dt, B1=B, B2=B,
+                                                                        N=N, M=M, D=D, reps=r)))
             peers = [res[m] for m in ("pysdtw", "tslearn") if m in res and "time" in res[m]]
             best = min(p["time"] for p in peers) if peers else None
             best_cpu = min(p["cpu"] for p in peers) if peers else None
