@@ -13,6 +13,7 @@
 
 #include "fastmath.h"
 #include "registry.h"
+#include "scratch.h"
 #include "soft_dtw_lanes.h"
 #include "soft_dtw_pair.h"
 
@@ -39,11 +40,14 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
   const int64_t *xl = in.xl, *yl = in.yl;
   T* val = vtalign::out_ptr<T>(values, "values");
   T* r = vtalign::out_ptr<T>(R, "R");
+  vtalign::advise_huge(r, sizeof(T) * P * S);  // a fresh buffer, not yet touched (scratch.h)
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return bt.pair(c, p); };
+  const int64_t skewed = (bt.N + 2) * (bt.M + 2);
   if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
     Geom g;
-    std::vector<T> rring(4 * (bt.N + 2));
+    std::vector<T> rring(3 * (bt.N + 2));
+    vtalign::Scratch<T> cs = vtalign::scratch<T>(skewed);
 #pragma omp parallel
     {
       FlushSubnormals ftz;
@@ -51,7 +55,9 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
         g.init(xl[p], yl[p], bandwidth);
-        forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, rring.data(), val + p, tid, nt);
+        skew_costs<T>(g, cs.get(), PlainCost<T>{pair_ptr(p), bt.rs}, tid, nt);
+        team_barrier(nt);
+        forward_pair<T>(g, cs.get(), gm[p], r + p * S, S, rring.data(), val + p, tid, nt);
       }
     }
     return;
@@ -63,7 +69,8 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
     FlushSubnormals ftz;
     Geom g;
     lanes::Group<T> grp;
-    std::vector<T> work, rring(4 * (bt.N + 2));
+    std::vector<T> work, rring(3 * (bt.N + 2));
+    vtalign::Scratch<T> cs;  // this thread's skewed costs, made on its first pair
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
 #if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
@@ -79,7 +86,9 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
 #endif
       const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
-      forward_pair<T>(g, pair_ptr(p), bt.rs, gm[p], r + p * S, S, rring.data(), val + p, 0, 1);
+      if (!cs) cs = vtalign::scratch<T>(skewed);
+      skew_costs<T>(g, cs.get(), PlainCost<T>{pair_ptr(p), bt.rs}, 0, 1);
+      forward_pair<T>(g, cs.get(), gm[p], r + p * S, S, rring.data(), val + p, 0, 1);
     }
   }
 }
@@ -101,11 +110,14 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
   const int64_t *xl = in.xl, *yl = in.yl;
   T* e = vtalign::out_ptr<T>(E, "E");
   double* ec = vtalign::out_ptr<double>(EC, "EC");
+  vtalign::advise_huge(e, sizeof(T) * P * NM);  // a fresh buffer, not yet touched (scratch.h)
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return bt.pair(c, p); };
+  const int64_t skewed = (bt.N + 2) * (bt.M + 2);
   if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
     std::vector<T> ring(3 * (bt.N + 2));
     std::vector<double> partial(omp_get_max_threads());
+    vtalign::Scratch<T> es = vtalign::scratch<T>(skewed);
     Geom g;
 #pragma omp parallel
     {
@@ -114,8 +126,10 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
       for (int64_t p = 0; p < P; ++p) {
 #pragma omp single
         g.init(xl[p], yl[p], bandwidth);
-        const double v = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gr[p], ring.data(),
-                                          e + p * NM, bt.N, bt.M, tid, nt, partial.data());
+        backward_pair<T>(g, r + p * S, ring.data(), es.get(), tid, nt);
+        const double mine = unskew_alignment<T>(g, es.get(), gr[p], e + p * NM, bt.N, bt.M,
+                                                PlainCost<T>{pair_ptr(p), bt.rs}, tid, nt);
+        const double v = team_sum(mine, partial.data(), tid, nt);
         if (tid == 0) ec[p] = v;
       }
     }
@@ -130,7 +144,7 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
     Geom g;
     lanes::Group<T> grp;
     std::vector<T> work;
-    double partial = 0.0;
+    vtalign::Scratch<T> es;  // this thread's skewed E, made on its first pair
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
 #if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
@@ -146,8 +160,9 @@ void soft_dtw_backward(py::array_t<T> C, py::array_t<T, py::array::c_style> R,
 #endif
       const int64_t p = G * L + (it - G);
       g.init(xl[p], yl[p], bandwidth);
-      ec[p] = backward_pair<T>(g, pair_ptr(p), bt.rs, r + p * S, gr[p], ring.data(),
-                               e + p * NM, bt.N, bt.M, 0, 1, &partial);
+      if (!es) es = vtalign::scratch<T>(skewed);
+      backward_pair<T>(g, r + p * S, ring.data(), es.get(), 0, 1);
+      ec[p] = unskew_alignment<T>(g, es.get(), gr[p], e + p * NM, bt.N, bt.M, PlainCost<T>{pair_ptr(p), bt.rs}, 0, 1);
     }
   }
 }
@@ -193,6 +208,9 @@ void register_soft_dtw(py::module_& m) {
       [](bool is_double) { return is_double ? lane_groups<double>(8) * 8 : lane_groups<float>(16) * 16; },
       py::arg("is_double"),
       "pairs per lane group (16 float / 8 double), or 0 in builds without the lane kernels (no AVX-512)");
+  m.def("soft_dtw_team_mode", &team_mode, py::arg("P"), py::arg("N"), py::arg("M"),
+        "whether P pairs of [N, M] are too few for one pair per thread, so that the threads "
+        "share each pair's diagonals (the custom-op path does that; the fused path does not)");
   m.def("soft_dtw_min_bandwidth", &min_bandwidth, py::arg("n"), py::arg("m"),
         "smallest Sakoe-Chiba band keeping the end cell reachable for lengths (n, m)");
 }

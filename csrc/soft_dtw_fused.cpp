@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "registry.h"
+#include "scratch.h"
 #include "soft_dtw_pair.h"  // the pair kernels, lane kernels and batch helpers
 
 namespace {
@@ -16,20 +17,8 @@ using namespace vtalign::sdtw_pair;
 // read back, which on a bandwidth-starved CPU costs more than the DP itself.
 // Outputs: values; and when need_grad: E = dvalue/dC [P, N, M], EC = <E, C>
 // (float64), rowsum [P, N] and colsum [P, M] of E (the GEMM gradient needs them).
-// Per-thread scratch kept across calls (OpenMP threads persist): a fresh slab per
-// call would be zero-filled and page-faulted in every time, which cost more than
-// the sweep. Bounded by the caller (FUSED_SLAB_LIMIT in _soft_dtw_fused.py).
-template <typename T>
-T* thread_scratch(size_t n) {
-  thread_local std::unique_ptr<T[]> buf;
-  thread_local size_t cap = 0;
-  if (n > cap) {
-    buf.reset(new T[n]);  // default-initialised: no zero fill
-    cap = n;
-  }
-  return buf.get();
-}
-
+// The lane slab is per-thread scratch kept across calls (vtalign::thread_scratch),
+// bounded by the caller (FUSED_SLAB_LIMIT in _soft_dtw_fused.py).
 template <typename T>
 int64_t fused_slab_bytes(int64_t N, int64_t M) {
   return lanes::kLanes<T> * lanes::state_slots(N, M) * static_cast<int64_t>(sizeof(T));
@@ -64,11 +53,11 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
   T* csum = need_grad ? vtalign::out_ptr<T>(colsum, "colsum") : nullptr;
   // E may be C itself (the caller's GEMM buffer, overwritten in place: one [P, N, M]
   // allocation less). Each lane group reads its rows of C for the last time before it
-  // writes the same rows of E; the per-pair path works on a copy of its cost.
+  // writes the same rows of E; the per-pair path works on a skewed copy of its cost
+  // and reads each cell of C once more, just before writing E there.
   const bool alias = e && e < c + P * NM && c < e + P * NM;
   if (alias && (e != c || bt.rs != bt.M || bt.pair(c, P - 1) != c + (P - 1) * NM))
     throw std::invalid_argument("soft_dtw_fused: E may only alias C when both are the same contiguous [P, N, M]");
-  const bool copy_cost = transform || alias;
   py::gil_scoped_release nogil;
   auto pair_ptr = [&](int64_t p) { return bt.pair(c, p); };
   constexpr int L = lanes::kLanes<T>;
@@ -77,9 +66,9 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
   {
     FlushSubnormals ftz;
     lanes::Group<T> grp;
-    std::vector<T> work, state, ring, cbuf;
+    std::vector<T> work, ring;
+    vtalign::Scratch<T> state, skewed;  // pair path: made on a thread's first pair
     Geom g;
-    double partial = 0.0;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
 #if VTALIGN_SIMD512  // lane groups exist only then (lane_groups)
@@ -100,7 +89,7 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
           lanes::forward_group<T, false>(grp, nullptr, val + p0, work.data());
           continue;
         }
-        T* slab = thread_scratch<T>(L * lanes::state_slots(bt.N, bt.M));
+        T* slab = vtalign::thread_scratch<T>(L * lanes::state_slots(bt.N, bt.M));
         lanes::forward_group<T, true>(grp, slab, val + p0, work.data());
         T* eo[L];
         T* ro[L];
@@ -119,33 +108,27 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
 #endif
       const int64_t p = G * L + (it - G), S = pair_state_slots<T>(bt.N, bt.M);
       g.init(xl[p], yl[p], bandwidth);
-      const T* cpair = pair_ptr(p);
-      int64_t rs = bt.rs;
-      if (copy_cost) {  // this pair's cost, materialised (the pair kernels read C as given)
-        cbuf.resize(NM);
-        const T* xr = xnp ? xnp + p * bt.N : nullptr;
-        const T* yr = ynp ? ynp + p * bt.M : nullptr;
-        const T lo = clamp ? T(0) : -kInf<T>;
-        for (int64_t i = 0; i < bt.N; ++i) {
-          const T* src = cpair + i * bt.rs;
-          T* dst = cbuf.data() + i * bt.M;
-          const T base = T(offset) + (xr ? xr[i] : T(0));
-#pragma omp simd
-          for (int64_t j = 0; j < bt.M; ++j) {
-            const T v = T(alpha) * src[j] + base + (yr ? yr[j] : T(0));
-            dst[j] = v > lo ? v : lo;
-          }
-        }
-        cpair = cbuf.data();
-        rs = bt.M;
+      // this pair's cost, transformed as the lane groups read it
+      const T* xr = xnp ? xnp + p * bt.N : nullptr;
+      const T* yr = ynp ? ynp + p * bt.M : nullptr;
+      const T a = T(alpha), off = T(offset), lo = clamp ? T(0) : -kInf<T>;
+      const T* cp = pair_ptr(p);
+      const int64_t rs = bt.rs;
+      auto cost = [=](int64_t I, int64_t J) {
+        const T v = a * cp[(I - 1) * rs + (J - 1)] + off + (xr ? xr[I - 1] : T(0)) + (yr ? yr[J - 1] : T(0));
+        return v > lo ? v : lo;
+      };
+      if (!state) {
+        state = vtalign::scratch<T>(S);
+        skewed = vtalign::scratch<T>((bt.N + 2) * (bt.M + 2));
+        ring.resize(3 * (bt.N + 2));
       }
-      state.resize(S);
-      ring.resize(4 * (bt.N + 2));
-      forward_pair<T>(g, cpair, rs, gm[p], state.data(), S, ring.data(), val + p, 0, 1);
+      skew_costs<T>(g, skewed.get(), cost, 0, 1);
+      forward_pair<T>(g, skewed.get(), gm[p], state.get(), S, ring.data(), val + p, 0, 1);
       if (!need_grad) continue;
       T* ep = e + p * NM;
-      ec[p] = backward_pair<T>(g, cpair, rs, state.data(), T(1), ring.data(), ep, bt.N, bt.M, 0, 1,
-                               &partial);
+      backward_pair<T>(g, state.get(), ring.data(), skewed.get(), 0, 1);  // E over the costs
+      ec[p] = unskew_alignment<T>(g, skewed.get(), T(1), ep, bt.N, bt.M, cost, 0, 1);
       T* rp = rsum + p * bt.N;
       T* cpo = csum + p * bt.M;
       std::fill(cpo, cpo + bt.M, T(0));

@@ -10,14 +10,13 @@
 // only on the two previous diagonals, so the inner loop over I has no carried
 // dependency and contiguous loads/stores: it is written branch-free, with our
 // own polynomial exp/log (no libm calls), so the compiler vectorises it
-// (`omp simd`). The cost is read along the diagonal in place (a strided gather;
-// each cache line serves 8-16 consecutive diagonals), and the backward keeps
-// only three diagonals of E and of C alive, writing each finished diagonal of E
-// straight into the [N, M] output: memory is R plus O(N) per thread.
+// (`omp simd`). The costs come in the same skewed layout (skew_costs, tile by tile)
+// and E leaves in it (unskew_alignment), so every kernel access is contiguous;
+// the backward keeps only three diagonals of E alive. Memory: the state plus one
+// skewed [n+2, m+2] buffer and O(N) per thread.
 //
-// Soft-min: the three arguments are sorted branch-free (min, median, max), so
-// softmin = min − γ·log(1 + e^{(min−med)/γ} + e^{(min−max)/γ}): two exps and one
-// log of a number in [1, 3]. All +inf gives +inf (never NaN).
+// Soft-min: softmin = min − γ·log(Σ e^{(min−v)/γ}) over the three predecessors, a
+// log of a number in [1, 3] (forward_diag). All +inf gives +inf (never NaN).
 //
 // Threads: OpenMP across pairs; when there are fewer pairs than threads, the
 // threads split each diagonal instead (one barrier per diagonal).
@@ -169,12 +168,73 @@ __attribute__((noipa)) void forward_diag(const T* __restrict__ r2, const T* __re
   }
 }
 
-// ---------------------------------------------------------------- forward
-// W: this pair's state (slot elements); rring: 4·(n+2) scratch shared by the team
-// (R of the last three diagonals, slot D % 3, indexed by I; then the costs of D).
+// ------------------------------------------------------------ skewed tiles
+// The kernels read costs and write E in the skewed layout (cell (I, J) at g.at(I, J),
+// a diagonal contiguous). Walking a row-major [N, M] matrix along its diagonals
+// instead touches a new 4 KiB page per cell once a row passes 4 KiB: at
+// N = M = 2048 those TLB misses cost more than the soft-min itself (with huge pages
+// the same sweep was 35% faster). The conversions below go tile by tile: a 32 x 32
+// tile touches 63 diagonals and 32 rows, which the TLB holds. Row tiles are split
+// among the team; the caller synchronises.
+constexpr int64_t kTile = 32;
+
+template <typename F>
+void for_tiles(const Geom& g, int tid, int nt, F&& row) {
+  for (int64_t I0 = 1 + tid * kTile; I0 <= g.n; I0 += nt * kTile)
+    for (int64_t J0 = 1; J0 <= g.m; J0 += kTile) {
+      const int64_t I1 = std::min(I0 + kTile, g.n + 1), J1 = std::min(J0 + kTile, g.m + 1);
+      for (int64_t I = I0; I < I1; ++I) row(I, J0, J1);
+    }
+}
+
+// cs[g.at(I, J)] = cost(I, J) for every interior cell (1-based; borders are never read).
+template <typename T, typename Cost>
+void skew_costs(const Geom& g, T* cs, Cost&& cost, int tid, int nt) {
+  const int64_t* base = g.base.data();
+  for_tiles(g, tid, nt, [&](int64_t I, int64_t J0, int64_t J1) {
+    for (int64_t J = J0; J < J1; ++J) cs[base[I + J] + I] = cost(I, J);
+  });
+}
+
+// Row-major cost of a pair: C[I-1, J-1] at row stride rs.
 template <typename T>
-void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* W, int64_t slot, T* rring, T* value,
-                  int tid, int nt) {
+struct PlainCost {
+  const T* c;
+  int64_t rs;
+  T operator()(int64_t I, int64_t J) const { return c[(I - 1) * rs + (J - 1)]; }
+};
+
+// Eout[I-1, J-1] = scale·Es[g.at(I, J)] over [N, M] (zero past the pair's n x m), and
+// returns this thread's share of <E, C> = Σ Es·cost(I, J). Eout may be the very
+// matrix `cost` reads (the fused path's GEMM buffer): each cell's cost is read before
+// its E is written.
+template <typename T, typename Cost>
+double unskew_alignment(const Geom& g, const T* Es, T scale, T* Eout, int64_t N, int64_t M, Cost&& cost, int tid,
+                        int nt) {
+  const int64_t n = g.n, m = g.m;
+  const int64_t* base = g.base.data();
+  for (int64_t I = 1 + tid; I <= n; I += nt) std::fill(Eout + (I - 1) * M + m, Eout + I * M, T(0));
+  for (int64_t I = n + 1 + tid; I <= N; I += nt) std::fill(Eout + (I - 1) * M, Eout + I * M, T(0));
+  double ec = 0.0;
+  for_tiles(g, tid, nt, [&](int64_t I, int64_t J0, int64_t J1) {
+    T* out = Eout + (I - 1) * M;
+    T acc = T(0);
+    for (int64_t J = J0; J < J1; ++J) {
+      const T c = cost(I, J), e = Es[base[I + J] + I];
+      acc += e * c;
+      out[J - 1] = e * scale;
+    }
+    ec += static_cast<double>(acc);
+  });
+  return ec;
+}
+
+// ---------------------------------------------------------------- forward
+// cs: this pair's costs, skewed (skew_costs); W: its state (slot elements); rring:
+// 3·(n+2) scratch shared by the team (R of the last three diagonals, slot D % 3,
+// indexed by I).
+template <typename T>
+void forward_pair(const Geom& g, const T* cs, T gamma, T* W, int64_t slot, T* rring, T* value, int tid, int nt) {
   const int64_t n = g.n, m = g.m, L = n + 2, S = g.size();
   const T inv = T(1) / gamma;
   T* wu = W;
@@ -192,13 +252,8 @@ void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* W, int64_t 
     if (tid == 0) forward_outside(g, D, a, b, rd, wu, wl);
     int64_t s, e;
     team_share(a, b, tid, nt, s, e);
-    // C[I-1, J-1] with J = D - I sits at I*(rs-1) + (D-1-rs): a strided gather, done
-    // apart into contiguous scratch (with it inside, GCC vectorises only for stride 1)
-    T* cd = rring + 3 * L;
-    const T* cg = C + (D - 1 - rs);
-    for (int64_t I = s; I <= e; ++I) cd[I] = cg[I * (rs - 1)];
-    forward_diag<T>(rring + ((D + 1) % 3) * L, rring + ((D + 2) % 3) * L, rd, wu + g.base[D], wl + g.base[D], cd,
-                    s, e, gamma, inv);
+    forward_diag<T>(rring + ((D + 1) % 3) * L, rring + ((D + 2) % 3) * L, rd, wu + g.base[D], wl + g.base[D],
+                    cs + g.base[D], s, e, gamma, inv);
     team_barrier(nt);
   }
   if (tid == 0) {
@@ -211,61 +266,53 @@ void forward_pair(const Geom& g, const T* C, int64_t rs, T gamma, T* W, int64_t 
 
 // --------------------------------------------------------------- backward
 // E[I,J] = E[I+1,J]·w_up(I+1,J) + E[I,J+1]·w_left(I,J+1) + E[I+1,J+1]·w_diag(I+1,J+1),
-// E[n,m] = 1, with the weights the forward stored. Only three diagonals of E are
-// alive at a time (a ring of 3 slots indexed by I; slot D % 3), and each finished
-// diagonal (times `scale`) goes straight to the [N, M] output. Returns <E, C>.
-// ring: 3·(n+2) scratch shared by the team.
+// E[n,m] = 1, with the weights the forward stored. Three diagonals of E are kept in a
+// ring (3 slots indexed by I; slot D % 3; 3·(n+2) scratch shared by the team), and
+// every interior cell's E, unscaled, goes to Es in the skewed layout (0 outside the
+// band); unskew_alignment then makes the [N, M] output and <E, C>.
 template <typename T>
-double backward_pair(const Geom& g, const T* C, int64_t rs, const T* W, T scale, T* ring, T* Eout, int64_t N,
-                     int64_t M, int tid, int nt, double* partial) {
+void backward_pair(const Geom& g, const T* W, T* ring, T* Es, int tid, int nt) {
   const int64_t n = g.n, m = g.m, L = n + 2, S = g.size();
   const T* wu = W;
   const T* wl = W + S;
   if (tid == 0) std::fill(ring, ring + 3 * L, T(0));
-  // padding of the output: rows past n, columns past m
-  for (int64_t I = 1 + tid; I <= n; I += nt) std::fill(Eout + (I - 1) * M + m, Eout + I * M, T(0));
-  for (int64_t I = n + 1 + tid; I <= N; I += nt) std::fill(Eout + (I - 1) * M, Eout + I * M, T(0));
   team_barrier(nt);
-  double ec = 0.0;  // <E, C> over this thread's cells
   for (int64_t D = n + m; D >= 2; --D) {
     int64_t a, b;
     g.range(D, a, b);
     T* ed = ring + (D % 3) * L;
     const T* e1 = ring + ((D + 1) % 3) * L;
     const T* e2 = ring + ((D + 2) % 3) * L;
-    const int64_t c0 = D - 1 - rs, cst = rs - 1;  // C[I-1, J-1] = C[c0 + I*cst]
-    const int64_t o0 = D - 1 - M, ost = M - 1;    // Eout[I-1, J-1] = Eout[o0 + I*ost]
+    T* __restrict__ es = Es + g.base[D];
     if (tid == 0) {  // no mass outside the band interval (and in the slot's stale entries)
       std::fill(ed, ed + std::max<int64_t>(0, std::min(a, L)), T(0));
       if (b + 1 < L) std::fill(ed + std::max<int64_t>(b + 1, 0), ed + L, T(0));
       if (g.band >= 0) {
         const int64_t lo = std::max<int64_t>(1, D - m), hi = std::min<int64_t>(n, D - 1);
         for (int64_t I = lo; I <= hi; ++I)
-          if (I < a || I > b) Eout[o0 + I * ost] = T(0);
+          if (I < a || I > b) es[I] = T(0);
       }
     }
     int64_t s, e;
     team_share(a, b, tid, nt, s, e);
     const int64_t b1 = g.base[D + 1], b2 = g.base[D + 2];
-    const T* __restrict__ c = C;
-    T* __restrict__ eo = Eout;
-    T acc = T(0);
     const bool last = D == n + m;  // the end cell (n, m): E = 1
-#pragma omp simd reduction(+ : acc)
+#pragma omp simd
     for (int64_t I = s; I <= e; ++I) {
       // successors: (I+1, J) and (I, J+1) on D+1, (I+1, J+1) on D+2
       const T w_diag = T(1) - wu[b2 + I + 1] - wl[b2 + I + 1];
       const T v = e1[I + 1] * wu[b1 + I + 1] + e1[I] * wl[b1 + I] + e2[I + 1] * (w_diag > T(0) ? w_diag : T(0));
       const T ev = last ? T(1) : (v >= Fp<T>::kTiny ? v : T(0));
-      const T cc = c[c0 + I * cst];
       ed[I] = ev;
-      eo[o0 + I * ost] = ev * scale;
-      acc += ev * cc;
+      es[I] = ev;
     }
-    ec += static_cast<double>(acc);
     team_barrier(nt);
   }
-  partial[tid] = ec;
+}
+
+// Sum of the team's partial <E, C>, the same on every thread.
+inline double team_sum(double mine, double* partial, int tid, int nt) {
+  partial[tid] = mine;
   team_barrier(nt);
   double total = 0.0;
   for (int t = 0; t < nt; ++t) total += partial[t];

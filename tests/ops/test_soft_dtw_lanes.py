@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vtalign
-from vtalign.ops._common import has_cpp
+from vtalign.ops._common import cpp, has_cpp
 
 pytestmark = pytest.mark.skipif(not has_cpp(), reason="needs the C++ extension")
 fused = importlib.import_module("vtalign.ops._soft_dtw_fused")
@@ -44,7 +44,7 @@ def _grads(x, y, g, xl, yl, w, backend, cost="sqeuclidean", normalize=False):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("band", [None, 1])
-@pytest.mark.parametrize("B", [8, 19, 35])  # one group (f64), groups + remainder, several groups
+@pytest.mark.parametrize("B", [3, 8, 19, 35])  # pair path only, one group (f64), groups + remainder, several
 def test_fused_features_match_reference(dtype, band, B, gen):
     x, y, xl, yl, g, w = _case(gen, dtype, B, 9, 7, band)
     got = _grads(x, y, g, xl, yl, w, "cpp")
@@ -115,8 +115,10 @@ def test_fused_path_is_taken_and_deterministic(gen, monkeypatch):
     assert calls and torch.equal(a, b)
     assert fused.lane_width(torch.float32) == 16 and fused.lane_width(torch.float64) == 8
     assert fused.fused_available(16, 20, 24, torch.float32)
-    assert not fused.fused_available(15, 20, 24, torch.float32)
+    assert fused.fused_available(15, 20, 24, torch.float32)  # no full group: the pair path
     assert not fused.fused_available(16, 4096, 4096, torch.float32)  # slab over the limit
+    team = cpp().soft_dtw_team_mode(1, 512, 512)  # true whenever there are 2+ threads
+    assert fused.fused_available(1, 512, 512, torch.float32) == (not team)
 
 
 @pytest.mark.parametrize("dtype,tiny", [(torch.float32, 2.0 ** -80), (torch.float64, 2.0 ** -600)])
@@ -194,3 +196,30 @@ def test_feature_passes_match_torch(dtype, with_rows, gen):
     want = a[:, None, None] * G + (b[:, None, None] * rows[:, :, None] * x if with_rows else 0)
     got = fused._combine(G.clone(), a, b, rows if with_rows else None, x)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("band", [None, 3])
+def test_pair_path_tiles_match_reference(dtype, band, gen):
+    """The pair path moves costs into, and E out of, its skewed layout 32 x 32 tiles at a
+    time: sizes over several tiles, ragged and banded, fused (features) and through the
+    custom op (a cost tensor), with one pair shared by the threads (team mode)."""
+    x, y, xl, yl, g, w = _case(gen, dtype, 3, 75, 41, band)
+    got = _grads(x, y, g, xl, yl, w, "cpp")
+    want = _grads(x.double(), y.double(), g.double(), xl, yl, w, "reference")
+    for a, b in zip(got[:3], want[:3]):
+        torch.testing.assert_close(a.double(), b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_team_mode_matches_reference(dtype, gen):
+    """One long pair through the custom op: with 2+ threads they share its diagonals and
+    its skewed tiles (team mode); values and E against the reference."""
+    C = torch.rand(1, 150, 130, generator=gen, dtype=torch.float64)
+    for bw in (None, 20):
+        kw = dict(bandwidth=bw, x_lengths=[141], y_lengths=[127])
+        v = vtalign.soft_dtw_cost(C.to(dtype), 0.3, backend="cpp", **kw)
+        E = vtalign.soft_dtw_alignment_cost(C.to(dtype), 0.3, backend="cpp", **kw)
+        torch.testing.assert_close(v.double(), vtalign.soft_dtw_cost(C, 0.3, backend="reference", **kw), **TOL[dtype])
+        torch.testing.assert_close(E.double(), vtalign.soft_dtw_alignment_cost(C, 0.3, backend="reference", **kw),
+                                   **TOL[dtype])

@@ -9,9 +9,9 @@ is kept unscaled, and the incoming gradient is applied to the [B, N, D] result
 of the gradient GEMM instead of the [B, N, M] matrix. Row and column sums of E
 come out of the kernel, so the squared-Euclidean gradient needs no extra pass.
 
-Used by `vtalign.soft_dtw` for backend "cpp" when the batch has at least one
-full lane group (16 float / 8 double pairs) and the slab fits
-`FUSED_SLAB_LIMIT`; everything else takes the custom-op path in soft_dtw.py.
+Used by `vtalign.soft_dtw` for backend "cpp" when `fused_available` says so (full
+lane groups whose slab fits `FUSED_SLAB_LIMIT`, or at least one pair per thread
+on the pair path); everything else takes the custom-op path in soft_dtw.py.
 """
 from __future__ import annotations
 
@@ -30,11 +30,25 @@ def lane_width(dtype: torch.dtype) -> int:
 
 
 def fused_available(P: int, N: int, M: int, dtype: torch.dtype) -> bool:
-    """Whether `soft_dtw_fused` takes P pairs of [N, M] in `dtype` (C++ backend)."""
-    width = lane_width(dtype)
-    if width == 0 or P < width:
+    """Whether `soft_dtw_fused` takes P pairs of [N, M] in `dtype` (C++ backend): full lane
+    groups while their per-thread slab fits `FUSED_SLAB_LIMIT` (past it, the unfused lane
+    path, with its state in one buffer, is still the fastest); without a full group, one
+    pair per thread on the pair path. Fewer pairs than threads take the custom-op path,
+    whose threads share each pair's diagonals."""
+    if dtype not in (torch.float32, torch.float64):
         return False
-    return int(cpp().soft_dtw_fused_slab_bytes(N, M, dtype == torch.float64)) <= FUSED_SLAB_LIMIT
+    width = lane_width(dtype)
+    if width and P >= width:
+        return int(cpp().soft_dtw_fused_slab_bytes(N, M, dtype == torch.float64)) <= FUSED_SLAB_LIMIT
+    return not bool(cpp().soft_dtw_team_mode(P, N, M))
+
+
+def gemm_buffer(P: int, N: int, M: int, dtype: torch.dtype) -> torch.Tensor:
+    """A fresh [P, N, M] buffer for the cost GEMM, advised as huge pages before its first
+    write (csrc/scratch.h: on a VM, 4 KiB page faults cost as much as a pass)."""
+    out = torch.empty(P, N, M, dtype=dtype)
+    cpp().advise_huge(out.numpy())
+    return out
 
 
 @torch.library.custom_op("vtalign::soft_dtw_fused", mutates_args=("D",))
@@ -102,7 +116,7 @@ class FeatureSoftDTW(torch.autograd.Function):
                 y_len: torch.Tensor, bandwidth: int, sq: bool, offset: float, xn: torch.Tensor,
                 yn: torch.Tensor):
         need_grad = any(ctx.needs_input_grad[:3])
-        dot = torch.bmm(x, y.transpose(1, 2))
+        dot = torch.bmm(x, y.transpose(1, 2), out=gemm_buffer(x.shape[0], x.shape[1], y.shape[1], x.dtype))
         values, EC, rows, cols = _fused_op(dot, gamma, x_len, y_len, int(bandwidth), need_grad,
                                            ctx.needs_input_grad[2], -2.0 if sq else -1.0,
                                            0.0 if sq else float(offset), sq, xn, yn)
