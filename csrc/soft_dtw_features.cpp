@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "registry.h"
-#include "scratch.h"
 
 using vtalign::carray;
 namespace py = pybind11;
@@ -70,12 +69,6 @@ void grad_combine(py::array G, carray<T> a, carray<T> b, carray<T> rows, carray<
 }
 
 void register_soft_dtw_features(py::module_& m) {
-  m.def(
-      "advise_huge",
-      [](py::array a) { vtalign::advise_huge(a.mutable_data(), static_cast<size_t>(a.nbytes())); },
-      py::arg("a"),
-      "advise_huge(a): ask for transparent huge pages over a's whole 2 MiB pages (scratch.h); "
-      "call it on a fresh buffer before anything writes it");
   m.def("row_sqnorms", &row_sqnorms<float>, py::arg("x"), py::arg("out"),
         "row_sqnorms(x[..., D], out[...]): out = sum of squares over the last dimension");
   m.def("row_sqnorms", &row_sqnorms<double>);

@@ -223,3 +223,23 @@ def test_team_mode_matches_reference(dtype, gen):
         torch.testing.assert_close(v.double(), vtalign.soft_dtw_cost(C, 0.3, backend="reference", **kw), **TOL[dtype])
         torch.testing.assert_close(E.double(), vtalign.soft_dtw_alignment_cost(C, 0.3, backend="reference", **kw),
                                    **TOL[dtype])
+
+
+def test_fused_op_schema_and_compile(gen):
+    """Eager calls skip the custom-op dispatch; the op itself must still pass opcheck
+    (schema, fake shapes, the mutation of D) and torch.compile must trace through it."""
+    x, y = torch.randn(16, 12, 5, generator=gen), torch.randn(16, 10, 5, generator=gen)
+    D = torch.bmm(x, y.transpose(1, 2))
+    L1, L2 = torch.full((16,), 12), torch.full((16,), 10)
+    args = (D, torch.ones(16), L1, L2, -1, True, True, -2.0, 0.0, True, fused.sq_norms(x), fused.sq_norms(y))
+    torch.library.opcheck(fused._fused_op, args)
+
+    def loss(a, b):
+        return vtalign.soft_dtw(a, b, 0.5, backend="cpp").sum()
+
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    loss(xe, y).backward()
+    compiled = torch.compile(loss, backend="aot_eager")
+    torch.testing.assert_close(compiled(xc, y), loss(x, y))
+    compiled(xc, y).backward()
+    torch.testing.assert_close(xc.grad, xe.grad)
