@@ -85,8 +85,12 @@ def _(D, gamma, x_len, y_len, bandwidth, need_grad, need_ec, alpha, offset, clam
 
 
 def sq_norms(t: torch.Tensor) -> torch.Tensor:
-    """Σ_d t[..., d]² for a float32/float64 t `[..., D]` -> `[...]`, in one pass (C++)."""
-    t = t.detach().contiguous()
+    """Σ_d t[..., d]² for a float32/float64 t `[..., D]` -> `[...]`, in one pass (C++; torch
+    ops under torch.compile, which cannot trace a pybind call)."""
+    t = t.detach()
+    if torch.compiler.is_compiling():
+        return (t * t).sum(-1)
+    t = t.contiguous()
     out = t.new_empty(t.shape[:-1])
     cpp().row_sqnorms(t.numpy(), out.numpy())
     return out
@@ -94,6 +98,9 @@ def sq_norms(t: torch.Tensor) -> torch.Tensor:
 
 def _combine(G: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows, x: torch.Tensor) -> torch.Tensor:
     """G = a·G + b·rows·x per pair, in place on G `[P, N, D]` (a, b `[P]`, rows `[P, N]`)."""
+    if torch.compiler.is_compiling():
+        G.mul_(a[:, None, None])
+        return G if rows is None else G.addcmul_((b[:, None] * rows)[:, :, None], x)
     rows_np = rows.contiguous().numpy() if rows is not None else G.new_empty(0).numpy()
     cpp().grad_combine(G.numpy(), a.numpy(), b.numpy(), rows_np, x.detach().contiguous().numpy())
     return G
