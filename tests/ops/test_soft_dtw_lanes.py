@@ -243,3 +243,19 @@ def test_fused_op_schema_and_compile(gen):
     torch.testing.assert_close(compiled(xc, y), loss(x, y))
     compiled(xc, y).backward()
     torch.testing.assert_close(xc.grad, xe.grad)
+
+
+def test_fused_forwards_before_one_backward(gen):
+    """The GEMM buffer is per-thread scratch reused by the next call: two forwards before
+    one backward (and a backward run twice with retain_graph) keep their own gradients."""
+    xs = [torch.randn(16, 9, 4, generator=gen, requires_grad=True) for _ in range(2)]
+    ys = [torch.randn(16, 7, 4, generator=gen) for _ in range(2)]
+    v0, v1 = (vtalign.soft_dtw(x, y, 0.7, backend="cpp") for x, y in zip(xs, ys))
+    (v0.sum() + 3 * v1.sum()).backward(retain_graph=True)
+    first = [x.grad.clone() for x in xs]
+    (v0.sum() + 3 * v1.sum()).backward()
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        xr = x.detach().double().requires_grad_()
+        ((1 + 2 * k) * vtalign.soft_dtw(xr, y.double(), 0.7, backend="reference").sum()).backward()
+        torch.testing.assert_close(first[k].double(), xr.grad, **TOL[torch.float32])
+        torch.testing.assert_close(x.grad, 2 * first[k])

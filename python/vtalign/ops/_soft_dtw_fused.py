@@ -5,15 +5,20 @@ DP backward reading it back and writing E → E scaled by the incoming gradient 
 gradient GEMM) streams about four [B, N, M] matrices through memory more than
 needed, and at B = 32, N = M = 256 that traffic costs more than the DP. Here the
 DP runs forward and backward at once (its state stays in a per-thread slab), E
-is kept unscaled, and the incoming gradient is applied to the [B, N, D] result
-of the gradient GEMM instead of the [B, N, M] matrix. Row and column sums of E
-come out of the kernel, so the squared-Euclidean gradient needs no extra pass.
+is written over the cost GEMM's buffer, and the gradient GEMMs run right away:
+what is saved for the backward is the unscaled [B, N, D] / [B, M, D] gradients,
+which the incoming gradient scales, not the [B, N, M] E (at N = M = 2048,
+D = 64 that is 32x less memory held between forward and backward). Row and
+column sums of E come out of the kernel, so the squared-Euclidean gradient
+needs no extra pass.
 
 Used by `vtalign.soft_dtw` for backend "cpp" when `fused_available` says so (full
 lane groups whose slab fits `FUSED_SLAB_LIMIT`, or at least one pair per thread
 on the pair path); everything else takes the custom-op path in soft_dtw.py.
 """
 from __future__ import annotations
+
+import threading
 
 import torch
 
@@ -106,14 +111,34 @@ def _combine(G: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows, x: torch.T
     return G
 
 
+# The [P, N, M] GEMM buffer (cost, then E) is per-thread scratch kept across calls up to
+# this size: allocated fresh, glibc hands back memory it had returned to the OS, and on
+# this VM faulting 8 MiB in again (2k faults) cost 2-3 ms of a 6 ms B = 32 step.
+GEMM_SCRATCH_LIMIT = 32 * 2**20
+_local = threading.local()
+
+
+def _gemm_buffer(P: int, N: int, M: int, dtype: torch.dtype) -> torch.Tensor:
+    """A [P, N, M] buffer that must not outlive the FeatureSoftDTW.forward using it."""
+    n = P * N * M
+    if torch.compiler.is_compiling() or n * torch.finfo(dtype).bits // 8 > GEMM_SCRATCH_LIMIT:
+        return torch.empty(P, N, M, dtype=dtype)
+    bufs = _local.__dict__.setdefault("bufs", {})
+    buf = bufs.get(dtype)
+    if buf is None or buf.numel() < n:
+        buf = bufs[dtype] = torch.empty(n, dtype=dtype)
+    return buf[:n].view(P, N, M)
+
+
 class FeatureSoftDTW(torch.autograd.Function):
     """values [B] for x [B, N, D], y [B, M, D]; gradients to x, y and γ [B].
 
     sq=True: cost |x_i − y_j|² (clamped at 0 against rounding), with xn [B, N] and
     yn [B, M] the squared row norms (`sq_norms`); sq=False: offset − x_i·y_j, with
     xn, yn empty. Only x·yᵀ is a GEMM: the norms, the offset and the clamp are
-    applied by the kernel as it reads each row, and the backward uses the
-    closed-form gradients.
+    applied by the kernel as it reads each row. The gradients w.r.t. x and y are
+    closed-form in E and made in the forward, unscaled ([B, N, D] and [B, M, D] are
+    what is saved, not E [B, N, M]); the backward scales them per pair.
     """
 
     @staticmethod
@@ -121,27 +146,29 @@ class FeatureSoftDTW(torch.autograd.Function):
                 y_len: torch.Tensor, bandwidth: int, sq: bool, offset: float, xn: torch.Tensor,
                 yn: torch.Tensor):
         need_grad = any(ctx.needs_input_grad[:3])
-        dot = torch.bmm(x, y.transpose(1, 2))
+        dot = torch.bmm(x, y.transpose(1, 2), out=_gemm_buffer(x.shape[0], x.shape[1], y.shape[1], x.dtype))
         op = _fused_op if torch.compiler.is_compiling() else _fused_impl
         values, EC, rows, cols = op(dot, gamma, x_len, y_len, int(bandwidth), need_grad, ctx.needs_input_grad[2],
                                     -2.0 if sq else -1.0, 0.0 if sq else float(offset), sq, xn, yn)
-        if need_grad:  # dot now holds E
-            ctx.save_for_backward(x, y, gamma, values, dot, EC, rows, cols)
-        ctx.sq = sq
+        gx = gy = x.new_empty(0)
+        if need_grad:  # dot now holds E.
+            # ∂/∂x of Σ E·|x − y|² is 2(rowsum(E)·x − E·y); of Σ E·(offset − x·y) it is −E·y:
+            # one GEMM, then one in-place pass over [B, N, D] (grad_combine).
+            P = x.shape[0]
+            a, b = x.new_full((P,), -2.0 if sq else -1.0), x.new_full((P,), 2.0)
+            if ctx.needs_input_grad[0]:
+                gx = _combine(torch.bmm(dot, y), a, b, rows if sq else None, x)
+            if ctx.needs_input_grad[1]:
+                gy = _combine(torch.bmm(dot.transpose(1, 2), x), a, b, cols if sq else None, y)
+            ctx.save_for_backward(gx, gy, gamma, values, EC)
         return values
 
     @staticmethod
     def backward(ctx, g_values: torch.Tensor):
-        x, y, gamma, values, E, EC, rows, cols = ctx.saved_tensors
-        s = g_values.to(x.dtype).contiguous()
-        gx = gy = gg = None
-        # ∂/∂x of Σ E·|x − y|² is 2(rowsum(E)·x − E·y); of Σ E·(offset − x·y) it is −E·y:
-        # one GEMM, then one in-place pass over [B, N, D] (grad_combine).
-        a, b = (-2 * s if ctx.sq else -s), 2 * s
-        if ctx.needs_input_grad[0]:
-            gx = _combine(torch.bmm(E, y), a, b, rows if ctx.sq else None, x)
-        if ctx.needs_input_grad[1]:
-            gy = _combine(torch.bmm(E.transpose(1, 2), x), a, b, cols if ctx.sq else None, y)
+        gx, gy, gamma, values, EC = ctx.saved_tensors
+        s = g_values.to(gx.dtype)[:, None, None]
+        gg = None
         if ctx.needs_input_grad[2]:
             gg = g_values * (values - EC.to(values.dtype)) / gamma
-        return gx, gy, gg, None, None, None, None, None, None, None
+        return (gx * s if ctx.needs_input_grad[0] else None, gy * s if ctx.needs_input_grad[1] else None, gg,
+                None, None, None, None, None, None, None)
