@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from vtalign.ops._common import check_finite, check_tensor, cpp, resolve_backend
+from vtalign.ops._common import check_finite, check_tensor, cpp, eager_op, resolve_backend
 from vtalign.reference import knn as ref
 
 DEFAULT_WORKSPACE = 32 << 20  # one similarity tile: 2896 x 2896 float32
@@ -150,11 +150,14 @@ def _run_knn(q, keys, k, self_shift, symmetric, backend, workspace, precision):
     return _torch_qk(work, wkeys, k, self_shift, workspace)
 
 
-@torch.library.custom_op("vtalign::knn", mutates_args=())
-def _knn_op(queries: torch.Tensor, keys: torch.Tensor, k: int, self_shift: int, symmetric: bool,
+def _knn_impl(queries: torch.Tensor, keys: torch.Tensor, k: int, self_shift: int, symmetric: bool,
             backend: str, workspace: int, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     vals, idx = _run_knn(queries, keys, k, self_shift, symmetric, backend, workspace, precision)
     return vals.contiguous(), idx.contiguous()
+
+
+_knn_op = torch.library.custom_op("vtalign::knn", mutates_args=())(_knn_impl)
+_knn = eager_op(_knn_op, _knn_impl)
 
 
 @_knn_op.register_fake
@@ -205,7 +208,7 @@ def cosine_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, backend: s
     be = resolve_backend(backend, [xx])
     if normalize:
         xx = unit_rows(xx)
-    v, i = _knn_op(xx, xx, k, 0 if exclude_self else -1, True, be, int(max_workspace_bytes), precision)
+    v, i = _knn(xx, xx, k, 0 if exclude_self else -1, True, be, int(max_workspace_bytes), precision)
     return (v[0], i[0]) if squeeze else (v, i)
 
 
@@ -243,5 +246,5 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, normalize: bool = 
     be = resolve_backend(backend, [q, kk])
     if normalize:
         q, kk = unit_rows(q), unit_rows(kk)
-    v, i = _knn_op(q, kk, k, shift, False, be, int(max_workspace_bytes), precision)
+    v, i = _knn(q, kk, k, shift, False, be, int(max_workspace_bytes), precision)
     return (v[0], i[0]) if squeeze else (v, i)

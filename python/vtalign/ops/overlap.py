@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from vtalign.ops._common import check_tensor, cpp, resolve_backend
+from vtalign.ops._common import check_tensor, cpp, eager_op, resolve_backend
 from vtalign.ops.knn import DEFAULT_WORKSPACE, cosine_knn
 from vtalign.reference import knn as ref
 
@@ -28,8 +28,7 @@ def _torch_counts(a: torch.Tensor, b: torch.Tensor, reduce: bool) -> torch.Tenso
     return per.sum(-1, dtype=torch.int64) if reduce else per
 
 
-@torch.library.custom_op("vtalign::knn_overlap_counts", mutates_args=())
-def _overlap_op(idx_a: torch.Tensor, idx_b: torch.Tensor, reduce: bool, backend: str) -> torch.Tensor:
+def _overlap_impl(idx_a: torch.Tensor, idx_b: torch.Tensor, reduce: bool, backend: str) -> torch.Tensor:
     if backend == "triton":
         from vtalign.kernels import overlap as tk
         return tk.overlap_counts(idx_a, idx_b, reduce=reduce)
@@ -46,6 +45,10 @@ def _overlap_op(idx_a: torch.Tensor, idx_b: torch.Tensor, reduce: bool, backend:
         per = torch.round(ref.knn_overlap(idx_a, idx_b, reduce="none") * k).to(torch.int32)
         return per.sum(-1, dtype=torch.int64) if reduce else per
     return _torch_counts(idx_a.to(torch.int64), idx_b.to(torch.int64), reduce)
+
+
+_overlap_op = torch.library.custom_op("vtalign::knn_overlap_counts", mutates_args=())(_overlap_impl)
+_overlap = eager_op(_overlap_op, _overlap_impl)
 
 
 @_overlap_op.register_fake
@@ -93,7 +96,7 @@ def knn_overlap(idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: str = "mean
         raise ValueError(f"idx_a and idx_b must be on one device, got {a.device} and {b.device}")
     be = resolve_backend(backend, [a, b])
     n, k = a.shape[1], a.shape[2]
-    counts = _overlap_op(a, b, reduce == "mean", be)
+    counts = _overlap(a, b, reduce == "mean", be)
     if reduce == "mean":
         return counts.to(torch.float64) / (n * k)
     return counts.to(torch.float32) / k
