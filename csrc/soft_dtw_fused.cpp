@@ -1,6 +1,5 @@
 // Fused soft-DTW forward+backward (soft_dtw_fused), used by python/vtalign/ops/
 // _soft_dtw_fused.py when soft_dtw is differentiated through the features.
-#include <memory>
 
 #include "registry.h"
 #include "scratch.h"
