@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from benchmarks.report import suite_commands
 from benchmarks.run import write_atomic
 
 START, END = "<!-- perf:start -->", "<!-- perf:end -->"
@@ -18,9 +19,12 @@ START, END = "<!-- perf:start -->", "<!-- perf:end -->"
 
 def section(res: dict) -> str:
     sp = res["speedups"]
-    lines = [f"Measured by `{res['command']}` on {res['machine']} "
-             f"({res['size']} sizes). Speed-up = the other implementation's time "
-             "/ vtalign's time, side by side in one run.", "",
+    by_cmd: dict[str, list[str]] = {}
+    for suite, cmd in sorted(suite_commands(res).items()):
+        by_cmd.setdefault(cmd, []).append(suite)
+    how = "; ".join(f"`{cmd}` ({', '.join(s)})" for cmd, s in by_cmd.items())
+    lines = [f"Measured on {res['machine']} ({res['size']} sizes) by {how}. Speed-up = the other "
+             "implementation's time / vtalign's time, side by side in one run.", "",
              "| suite | case | compared with | vtalign (s) | other (s) | speed-up |", "|---|---|---|---|---|---|"]
     for r in sp:
         lines.append(f"| {r['suite']} | {r['case']} | {r['impl']} | {r['vtalign_s']:.3g} | {r['other_s']:.3g} | "

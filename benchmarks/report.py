@@ -125,17 +125,50 @@ def versions() -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtalign bench")
     p.add_argument("--size", choices=["small", "full"], default="small")
     p.add_argument("--out", default="bench")
     p.add_argument("--compare", default=None, help="an earlier results.json")
     p.add_argument("--suites", nargs="+", default=None, help=f"subset of {SUITES}")
     p.add_argument("--merge", default=None,
-                   help="an earlier results.json whose rows for the other suites are kept (its command is recorded)")
-    args = p.parse_args(argv)
-    suites = [s for s in SUITES if s != "gpu_static"] if args.suites is None else args.suites
+                   help="an earlier results.json whose rows for the other suites are kept (with the "
+                        "commands that measured them)")
+    return p
+
+
+def _default_suites() -> list[str]:
+    return [s for s in SUITES if s != "gpu_static"]
+
+
+def run_command(size: str, suites: list[str] | None) -> str:
+    """The part of a `vtalign bench` command line that decides a suite's numbers (--out,
+    --merge and --compare do not)."""
+    return f"vtalign bench --size {size}" + (" --suites " + " ".join(suites) if suites else "")
+
+
+def suite_commands(res: dict) -> dict[str, str]:
+    """suite -> the command that measured its rows in a results.json. Files written before
+    `commands` existed kept one line, the "&&"-joined history of merged runs: there the
+    last run that covered a suite is the one whose rows were kept."""
+    if "commands" in res:
+        return dict(res["commands"])
+    out: dict[str, str] = {}
+    for part in res.get("command", "").split("&&"):
+        toks = shlex.split(part.strip())
+        if toks[:2] != ["vtalign", "bench"]:
+            continue
+        ns, _ = _parser().parse_known_args(toks[2:])
+        for s in ns.suites or _default_suites():
+            out[s] = run_command(ns.size, ns.suites)
+    present = {r["suite"] for r in res.get("rows", [])}
+    return {s: c for s, c in out.items() if s in present}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    suites = _default_suites() if args.suites is None else args.suites
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise ValueError(f"unknown suite(s) {unknown}; choose from {SUITES}")
@@ -156,13 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     static_rows = compile_static()
     static_md = format_rows(static_rows)
     rows = list(_measure.RESULTS)
+    commands = {s: run_command(args.size, args.suites) for s in suites}
     if args.merge:
         with open(args.merge) as f:
             old = json.load(f)
         rows = [r for r in old["rows"] if r["suite"] not in suites] + rows
-        command = f"{old['command']} && {command}"
+        kept = {r["suite"] for r in rows}
+        commands = {**{s: c for s, c in suite_commands(old).items() if s in kept}, **commands}
     sp = speedups(rows)
-    result = dict(command=command, machine=machine(), versions=versions(), size=args.size,
+    result = dict(command=command, commands=commands, machine=machine(), versions=versions(), size=args.size,
                   seconds=time.perf_counter() - t0, rows=rows, speedups=sp, static=static_rows,
                   cost_model=cost_model())
     write_atomic(os.path.join(args.out, "results.json"), json.dumps(result, indent=1) + "\n")
