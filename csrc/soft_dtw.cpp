@@ -202,11 +202,10 @@ void register_soft_dtw(py::module_& m) {
       },
       py::arg("P"), py::arg("N"), py::arg("M"), py::arg("is_double"),
       "elements per pair of the state buffer soft_dtw_forward fills for P pairs of [N, M]");
-  m.def(
-      "soft_dtw_lane_width",
-      [](bool is_double) { return is_double ? lane_groups<double>(8) * 8 : lane_groups<float>(16) * 16; },
-      py::arg("is_double"),
-      "pairs per lane group (16 float / 8 double), or 0 in builds without the lane kernels (no AVX-512)");
+  // Constants rather than functions: torch.compile reads module attributes, but cannot
+  // trace a pybind call.
+  m.attr("soft_dtw_lane_widths") = py::make_tuple(lane_groups<float>(16) * 16, lane_groups<double>(8) * 8);
+  m.attr("soft_dtw_team_min_cells") = kTeamMinCells;
   m.def("soft_dtw_team_mode", &team_mode, py::arg("P"), py::arg("N"), py::arg("M"),
         "whether P pairs of [N, M] are too few for one pair per thread, so that the threads "
         "share each pair's diagonals (the custom-op path does that; the fused path does not)");

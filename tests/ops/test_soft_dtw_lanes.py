@@ -3,6 +3,7 @@ and the fused forward+backward path (`vtalign.soft_dtw` on features) against the
 float64 reference: ragged lengths, bands, per-pair γ, a remainder that goes pair by
 pair, every GEMM cost, normalize, and both entry points (features and a cost tensor)."""
 import importlib
+import warnings
 
 import pytest
 import torch
@@ -119,6 +120,15 @@ def test_fused_path_is_taken_and_deterministic(gen, monkeypatch):
     assert not fused.fused_available(16, 4096, 4096, torch.float32)  # slab over the limit
     team = cpp().soft_dtw_team_mode(1, 512, 512)  # true whenever there are 2+ threads
     assert fused.fused_available(1, 512, 512, torch.float32) == (not team)
+
+
+def test_dispatch_mirrors_match_the_cpp_rules():
+    """fused_available's Python mirrors (traceable by torch.compile) agree with C++."""
+    for P, N, M in [(1, 512, 512), (1, 100, 100), (1, 128, 128), (1, 127, 129), (3, 300, 60), (64, 2048, 2048)]:
+        assert fused.team_mode(P, N, M) == cpp().soft_dtw_team_mode(P, N, M), (P, N, M)
+    for dt in (torch.float32, torch.float64):
+        for N, M in [(1, 1), (20, 24), (256, 256), (2048, 1000)]:
+            assert fused.slab_bytes(N, M, dt) == cpp().soft_dtw_fused_slab_bytes(N, M, dt == torch.float64)
 
 
 @pytest.mark.parametrize("dtype,tiny", [(torch.float32, 2.0 ** -80), (torch.float64, 2.0 ** -600)])
@@ -240,9 +250,13 @@ def test_fused_op_schema_and_compile(gen):
     xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
     loss(xe, y).backward()
     compiled = torch.compile(loss, backend="aot_eager")
-    torch.testing.assert_close(compiled(xc, y), loss(x, y))
-    compiled(xc, y).backward()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.testing.assert_close(compiled(xc, y), loss(x, y))
+        compiled(xc, y).backward()
     torch.testing.assert_close(xc.grad, xe.grad)
+    # the dispatch is traced, not a pybind call Dynamo warns about
+    assert not [w for w in caught if "does not know how to trace" in str(w.message)]
 
 
 def test_fused_forwards_before_one_backward(gen):

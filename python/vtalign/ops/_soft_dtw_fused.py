@@ -26,12 +26,27 @@ from vtalign.ops._common import cpp
 
 FUSED_SLAB_LIMIT = 32 * 2**20  # per-thread scratch of one lane group, bytes
 
+# The dispatch below is plain Python over module constants of the C++ build, so that
+# torch.compile traces it; pybind calls were graph breaks, with a Dynamo warning each.
+# tests/ops/test_soft_dtw_lanes.py checks these mirrors against the C++ rules.
 def lane_width(dtype: torch.dtype) -> int:
     """Pairs per C++ lane group for `dtype` (16 float32 / 8 float64), 0 when the build has
     no lane kernels (they need AVX-512) or the dtype has none."""
     if dtype not in (torch.float32, torch.float64):
         return 0
-    return int(cpp().soft_dtw_lane_width(dtype == torch.float64))
+    return cpp().soft_dtw_lane_widths[1 if dtype == torch.float64 else 0]
+
+
+def slab_bytes(N: int, M: int, dtype: torch.dtype) -> int:
+    """Per-thread scratch of one lane group of [N, M] pairs: two weights per cell plus a
+    zero column, per lane (csrc/soft_dtw_fused.cpp: fused_slab_bytes)."""
+    return lane_width(dtype) * 2 * N * (M + 1) * torch.finfo(dtype).bits // 8
+
+
+def team_mode(P: int, N: int, M: int) -> bool:
+    """Whether P pairs of [N, M] are too few for a pair per thread, so that the threads share
+    each pair's diagonals (csrc/soft_dtw_pair.h: team_mode; OpenMP's thread count is torch's)."""
+    return P < torch.get_num_threads() and N * M >= cpp().soft_dtw_team_min_cells
 
 
 def fused_available(P: int, N: int, M: int, dtype: torch.dtype) -> bool:
@@ -44,8 +59,8 @@ def fused_available(P: int, N: int, M: int, dtype: torch.dtype) -> bool:
         return False
     width = lane_width(dtype)
     if width and P >= width:
-        return int(cpp().soft_dtw_fused_slab_bytes(N, M, dtype == torch.float64)) <= FUSED_SLAB_LIMIT
-    return not bool(cpp().soft_dtw_team_mode(P, N, M))
+        return slab_bytes(N, M, dtype) <= FUSED_SLAB_LIMIT
+    return not team_mode(P, N, M)
 
 
 def _fused_impl(D: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
