@@ -45,7 +45,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
   const int64_t skewed = (bt.N + 2) * (bt.M + 2);
   if (lane_groups<T>(P) == 0 && team_mode(P, bt.N, bt.M)) {
     Geom g;
-    std::vector<T> rring(3 * (bt.N + 2));
+    std::vector<T> rring(forward_ring_size(bt.N));
     vtalign::Scratch<T> cs = vtalign::scratch<T>(skewed);
 #pragma omp parallel
     {
@@ -68,7 +68,7 @@ void soft_dtw_forward(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma
     FlushSubnormals ftz;
     Geom g;
     lanes::Group<T> grp;
-    std::vector<T> work, rring(3 * (bt.N + 2));
+    std::vector<T> work, rring(forward_ring_size(bt.N));
     vtalign::Scratch<T> cs;  // this thread's skewed costs, made on its first pair
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {

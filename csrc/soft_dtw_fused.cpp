@@ -120,7 +120,7 @@ void soft_dtw_fused(py::array_t<T> C, py::array_t<T, py::array::c_style> gamma,
       if (!state) {
         state = vtalign::scratch<T>(S);
         skewed = vtalign::scratch<T>((bt.N + 2) * (bt.M + 2));
-        ring.resize(3 * (bt.N + 2));
+        ring.resize(forward_ring_size(bt.N));
       }
       skew_costs<T>(g, skewed.get(), cost, 0, 1);
       forward_pair<T>(g, skewed.get(), gm[p], state.get(), S, ring.data(), val + p, 0, 1);

@@ -58,6 +58,18 @@ constexpr bool kEnabled = false;
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
+// The exp-domain forwards (here and soft_dtw_pair.h) keep P = 0 as mantissa 0 and this
+// exponent: a finite stand-in for −inf, so that kZeroExp − kZeroExp is 0, not NaN.
+template <typename T>
+constexpr T kZeroExp = sizeof(T) == 4 ? T(-1e30) : T(-1e300);
+
+// Exponents are integers held in T, exact while |log2 K| summed along any path stays
+// below 2^(mantissa bits): a bound on |log2 K| = |C|·log2(e)/γ per cell for an n x m grid.
+template <typename T>
+inline T exp_domain_limit(int64_t n, int64_t m) {
+  return T(1ll << (std::numeric_limits<T>::digits - 1)) / static_cast<T>(n + m + 2) - T(2);
+}
+
 // State elements per pair when the lane path is used (the per-pair path needs (N+2)(M+2)).
 inline int64_t state_slots(int64_t N, int64_t M) { return 2 * N * (M + 1); }
 
@@ -232,9 +244,6 @@ inline void forward_front(int rows, int64_t mmax, F&& cell) {
 // back to the log-domain sweep. P = 0 (outside the grid or unreachable) has
 // mantissa 0 and exponent kZeroExp, a finite stand-in for −inf (so that
 // kZeroExp − kZeroExp is 0, not NaN).
-template <typename T>
-constexpr T kZeroExp = sizeof(T) == 4 ? T(-1e30) : T(-1e300);
-
 template <typename T, bool kWeights>
 inline void fwd_cells_exp(const T* __restrict__ mup, const T* __restrict__ kup, const T* __restrict__ mleft,
                           const T* __restrict__ kleft, const T* __restrict__ km, const T* __restrict__ kn,
@@ -287,7 +296,7 @@ bool forward_group_exp(const Group<T>& g, T* Wslab, T* values, T* work) {
   T* const rings[4] = {work, work + RING * cw, work + 2 * RING * cw, work + 3 * RING * cw};
   auto at = [&](int r, int64_t I) { return rings[r] + (I % RING) * cw; };  // 0: m, 1: k of P; 2, 3: of K
   const T kz = kZeroExp<T>;
-  const T limit = T(1ll << (std::numeric_limits<T>::digits - 1)) / static_cast<T>(g.nmax + g.mmax + 2) - T(2);
+  const T limit = exp_domain_limit<T>(g.nmax, g.mmax);
   std::fill(at(0, 0), at(0, 0) + cw, T(0));
   std::fill(at(1, 0), at(1, 0) + cw, kz);
   std::fill(at(0, 0), at(0, 0) + L, T(1));  // P[0, 0] = 1

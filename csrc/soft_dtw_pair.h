@@ -123,18 +123,20 @@ inline int64_t pair_state_slots(int64_t N, int64_t M) {
 
 // Interior and border cells of diagonal D outside [a, b] (a > b: all of them): R = +inf
 // in the diagonal's ring slot, weight 0. Written by one thread, disjoint from [a, b].
+// The exp-domain forward (forward_pair_exp) passes its mantissa ring as rd with fill 0
+// and its exponent ring as kd (filled with kZeroExp): P = 0.
 template <typename T>
-void forward_outside(const Geom& g, int64_t D, int64_t a, int64_t b, T* rd, T* wu, T* wl) {
+void forward_outside(const Geom& g, int64_t D, int64_t a, int64_t b, T* rd, T* wu, T* wl, T fill = kInf<T>,
+                     T* kd = nullptr) {
   const int64_t lo = g.lo(D), hi = g.hi(D), bd = g.base[D];
   const int64_t e1 = a > b ? hi : std::min(a - 1, hi), s2 = a > b ? hi + 1 : std::max(b + 1, lo);
-  for (int64_t I = lo; I <= e1; ++I) {
-    rd[I] = kInf<T>;
+  auto clear = [&](int64_t I) {
+    rd[I] = fill;
+    if (kd) kd[I] = lanes::kZeroExp<T>;
     wu[bd + I] = wl[bd + I] = T(0);
-  }
-  for (int64_t I = s2; I <= hi; ++I) {
-    rd[I] = kInf<T>;
-    wu[bd + I] = wl[bd + I] = T(0);
-  }
+  };
+  for (int64_t I = lo; I <= e1; ++I) clear(I);
+  for (int64_t I = s2; I <= hi; ++I) clear(I);
 }
 
 // Cells [s, e] of one anti-diagonal, I indexing rows: R of the two previous diagonals
@@ -166,6 +168,58 @@ __attribute__((noipa)) void forward_diag(const T* __restrict__ r2, const T* __re
     wu[I] = ok ? wy : T(0);
     wl[I] = ok ? wz : T(0);
   }
+}
+
+// The same cells in the exp domain (the lane path's forward_group_exp, soft_dtw_lanes.h,
+// has the derivation): P = e^{−R/γ} as a mantissa (m, in [1, 2), 0 for P = 0) and an
+// integer exponent held in T (k), P[I,J] = K[I,J]·(P[I−1,J−1] + P[I−1,J] + P[I,J−1]) with
+// K = e^{−C/γ} = 2^{c·neg}, neg = −log2(e)/γ. Why: the log-domain cell pays three exps
+// and a log and its weights carry R's rounding over γ (float32 gradients 6.5e-4 off at
+// γ = 0.01); here one exp per cell and the rounding is relative to P. Returns the largest
+// |log2 K| seen, which the caller checks against exp_domain_limit.
+template <typename T>
+__attribute__((noipa)) T forward_diag_exp(const T* __restrict__ m2, const T* __restrict__ k2,
+                                          const T* __restrict__ m1, const T* __restrict__ k1, T* __restrict__ md,
+                                          T* __restrict__ kd, T* __restrict__ wu, T* __restrict__ wl,
+                                          const T* __restrict__ c, int64_t s, int64_t e, T neg) {
+  using Int = typename Fp<T>::I;
+  constexpr int kM = Fp<T>::kMant;
+  constexpr Int kB = Fp<T>::kBias;
+  const T magic = T(1.5) * bits_to<T>(static_cast<Int>((kB + kM)) << kM);  // round to nearest, as exp_nonpos
+  // 2^d for an integer-valued d <= 0, built from its bits; d below the normal range (and
+  // kZeroExp's differences) gives the smallest normal, which next to the largest term
+  // (>= 1) is 0 at this precision, and times a P = 0 mantissa is 0.
+  const T lowest = T(1 - kB);
+  T big = T(0);
+#pragma omp simd reduction(max : big)
+  for (int64_t I = s; I <= e; ++I) {
+    const T t = c[I] * neg;  // log2 K
+    const T at = t < T(0) ? -t : t;
+    big = at > big ? at : big;
+    const T tn = (t + magic) - magic;
+    const T km = horner<ScalarOps<T>>(Exp2Poly<T>::c, t - tn);  // K = km·2^tn
+    // predecessors (I−1, J−1), (I−1, J), (I, J−1), aligned to the largest exponent
+    const T ka = k2[I - 1], kb = k1[I - 1], kc = k1[I];
+    const T kab = ka > kb ? ka : kb;
+    const T kx = kab > kc ? kab : kc;
+    const T da = ka - kx, db = kb - kx, dc = kc - kx;
+    const T ta = m2[I - 1] * bits_to<T>((static_cast<Int>(da > lowest ? da : lowest) + kB) << kM);
+    const T tb = m1[I - 1] * bits_to<T>((static_cast<Int>(db > lowest ? db : lowest) + kB) << kM);
+    const T tc = m1[I] * bits_to<T>((static_cast<Int>(dc > lowest ? dc : lowest) + kB) << kM);
+    const T sum = ta + tb + tc;  // in [1, 6) when reachable (the largest term's mantissa), else 0
+    const T p = sum * km;
+    // p = pm·2^pe, pm in [1, 2): p is in [2^−0.5, 6·2^0.5), so pe in {−1, …, 3}. (Read from
+    // p's exponent bits with a shift, GCC's link-time pass no longer vectorised this loop.)
+    const T pe = p < T(1) ? T(-1) : p < T(2) ? T(0) : p < T(4) ? T(1) : p < T(8) ? T(2) : T(3);
+    const T pm = bits_to<T>((to_bits<T>(p) & ((Int(1) << kM) - 1)) | (kB << kM));
+    const T rinv = T(1) / (sum > T(0) ? sum : T(1));
+    const bool ok = sum > T(0);
+    md[I] = ok ? pm : T(0);
+    kd[I] = ok ? kx + tn + pe : lanes::kZeroExp<T>;
+    wu[I] = ok ? tb * rinv : T(0);
+    wl[I] = ok ? tc * rinv : T(0);
+  }
+  return big;
 }
 
 // ------------------------------------------------------------ skewed tiles
@@ -230,11 +284,68 @@ double unskew_alignment(const Geom& g, const T* Es, T scale, T* Eout, int64_t N,
 }
 
 // ---------------------------------------------------------------- forward
+// Scratch forward_pair needs, shared by the team, for pairs of up to N rows.
+inline int64_t forward_ring_size(int64_t N) { return 6 * (N + 2) + 1; }
+
+// The exp-domain sweep (forward_diag_exp); false, with W and the ring left undefined,
+// when a cost breaks exp_domain_limit (then the log-domain sweep runs instead). ring:
+// mantissas and exponents of the last three diagonals (slot D % 3, indexed by I) and
+// one flag. Every thread returns the same answer.
+template <typename T>
+bool forward_pair_exp(const Geom& g, const T* cs, T gamma, T* W, int64_t slot, T* ring, T* value, int tid,
+                      int nt) {
+  const int64_t n = g.n, m = g.m, L = n + 2, S = g.size();
+  const T neg = static_cast<T>(-kLog2e / static_cast<double>(gamma));
+  const T limit = lanes::exp_domain_limit<T>(n, m);
+  T* mr = ring;
+  T* kr = ring + 3 * L;
+  T* flag = ring + 6 * L;
+  T* wu = W;
+  T* wl = W + S;
+  if (tid == 0) {  // diagonals 0 and 1 and those past n + m are all border: P = 0 but P[0, 0] = 1
+    for (int64_t D : {int64_t(0), int64_t(1), n + m + 1, n + m + 2})
+      forward_outside(g, D, 1, 0, mr + (D % 3) * L, wu, wl, T(0), kr + (D % 3) * L);
+    mr[0] = T(1);
+    kr[0] = T(0);
+    *flag = T(0);
+  }
+  team_barrier(nt);
+  for (int64_t D = 2; D <= n + m; ++D) {
+    int64_t a, b;
+    g.range(D, a, b);
+    const int64_t sd = (D % 3) * L, s1 = ((D + 2) % 3) * L, s2 = ((D + 1) % 3) * L;
+    if (tid == 0) forward_outside(g, D, a, b, mr + sd, wu, wl, T(0), kr + sd);
+    int64_t s, e;
+    team_share(a, b, tid, nt, s, e);
+    const T big = forward_diag_exp<T>(mr + s2, kr + s2, mr + s1, kr + s1, mr + sd, kr + sd, wu + g.base[D],
+                                      wl + g.base[D], cs + g.base[D], s, e, neg);
+    if (big > limit) {
+#pragma omp atomic write
+      *flag = T(1);
+    }
+    team_barrier(nt);
+  }
+  T bad;
+#pragma omp atomic read
+  bad = *flag;
+  team_barrier(nt);  // nobody clears the flag (the next pair's tid 0) before all have read it
+  if (bad != T(0)) return false;
+  if (tid == 0) {  // R = −γ·ln P = −γ·ln2·(exponent + log2 mantissa)
+    const int64_t end = ((n + m) % 3) * L + n;
+    const double pm = mr[end], pk = kr[end];
+    *value = pm > 0 ? static_cast<T>(-static_cast<double>(gamma) * kLn2 * (pk + std::log2(pm))) : kInf<T>;
+    std::fill(W + 2 * S, W + slot, T(0));  // see forward_pair
+  }
+  team_barrier(nt);
+  return true;
+}
+
 // cs: this pair's costs, skewed (skew_costs); W: its state (slot elements); rring:
-// 3·(n+2) scratch shared by the team (R of the last three diagonals, slot D % 3,
-// indexed by I).
+// forward_ring_size(n) scratch shared by the team (in the log-domain sweep, R of the
+// last three diagonals, slot D % 3, indexed by I).
 template <typename T>
 void forward_pair(const Geom& g, const T* cs, T gamma, T* W, int64_t slot, T* rring, T* value, int tid, int nt) {
+  if (forward_pair_exp<T>(g, cs, gamma, W, slot, rring, value, tid, nt)) return;
   const int64_t n = g.n, m = g.m, L = n + 2, S = g.size();
   const T inv = T(1) / gamma;
   T* wu = W;

@@ -171,14 +171,15 @@ def test_fused_writes_alignment_over_its_cost_buffer(gen):
                                    *(t.numpy() for t in out[1:]))
 
 
-@needs_lanes
+@pytest.mark.parametrize("path", [pytest.param("lanes", marks=needs_lanes), "pairs", "team"])
 @pytest.mark.parametrize("case", ["exp_domain", "log_domain", "falls_back_mid_sweep"])
-def test_lane_forward_exp_domain_and_its_fallback(case, gen):
-    """With AVX-512 the lane forward runs in the exp domain (mantissa + exponent per cell)
-    while |log2 e^{-C/γ}|·(n + m + 2) < 2^23 in float32, here 2^23/82 ≈ 1e5 per cell; costs
-    beyond that send the group back to the log-domain sweep, also from a later row. All
-    three must agree with the float64 reference, values and gradients."""
-    B, N, M = 16, 40, 40
+def test_forward_exp_domain_and_its_fallback(path, case, gen):
+    """The forwards run in the exp domain (mantissa + exponent per cell) while
+    |log2 e^{-C/γ}|·(n + m + 2) < 2^23 in float32 (2^23/82 ≈ 1e5 per cell at 40 x 40);
+    costs beyond that send the sweep back to the log domain, also from a later row. Lane
+    groups (AVX-512), pairs one per thread, and one pair shared by the threads: all three
+    cases must agree with the float64 reference, values and gradients."""
+    B, N, M = {"lanes": (16, 40, 40), "pairs": (3, 40, 40), "team": (1, 130, 130)}[path]
     C = torch.rand(B, N, M, generator=gen, dtype=torch.float64) * 100
     gamma = {"exp_domain": 1.0, "log_domain": 1e-3, "falls_back_mid_sweep": 0.5}[case]
     if case == "falls_back_mid_sweep":  # rows 31.. need |log2 K| up to 2.9e5
