@@ -127,6 +127,8 @@ def test_dispatch_mirrors_match_the_cpp_rules():
     for P, N, M in [(1, 512, 512), (1, 100, 100), (1, 128, 128), (1, 127, 129), (3, 300, 60), (64, 2048, 2048)]:
         assert fused.team_mode(P, N, M) == cpp().soft_dtw_team_mode(P, N, M), (P, N, M)
     for dt in (torch.float32, torch.float64):
+        if not fused.lane_width(dt):  # no lane kernels in this build: no slab to size
+            continue
         for N, M in [(1, 1), (20, 24), (256, 256), (2048, 1000)]:
             assert fused.slab_bytes(N, M, dt) == cpp().soft_dtw_fused_slab_bytes(N, M, dt == torch.float64)
 
