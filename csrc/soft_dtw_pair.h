@@ -15,8 +15,10 @@
 // the backward keeps only three diagonals of E alive. Memory: the state plus one
 // skewed [n+2, m+2] buffer and O(N) per thread.
 //
-// Soft-min: softmin = min − γ·log(Σ e^{(min−v)/γ}) over the three predecessors, a
-// log of a number in [1, 3] (forward_diag). All +inf gives +inf (never NaN).
+// Soft-min: in the exp domain, P = e^{−R/γ} as mantissa and exponent, a sum of the
+// three predecessors times K = e^{−C/γ} (forward_diag_exp); where the exponents would
+// stop being exact integers, in the log domain, softmin = min − γ·log(Σ e^{(min−v)/γ}),
+// a log of a number in [1, 3] (forward_diag). All +inf gives +inf (never NaN).
 //
 // Threads: OpenMP across pairs; when there are fewer pairs than threads, the
 // threads split each diagonal instead (one barrier per diagonal).
