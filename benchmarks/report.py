@@ -3,9 +3,10 @@ model in one report.
 
     python -m benchmarks.report [--size small|full] [--out bench] [--compare OLD.json] [--suites ...]
 
-Writes OUT/report.md, OUT/results.json (machine, versions, exact command, every
-measured row) and OUT/speedup_<suite>.png. `--compare OLD.json` prints what got
-faster or slower since an earlier results.json.
+Writes OUT/report.md, OUT/NAME.md per suite, OUT/results.json (machine, versions,
+exact command, the command that measured each suite, every measured row) and
+OUT/speedup_<suite>.png. `--compare OLD.json` prints what got faster or slower
+since an earlier results.json.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 import time
 
 from benchmarks import _measure
-from benchmarks.run import SUITES, machine, write_atomic
+from benchmarks.run import SUITES, machine, suite_report, write_atomic
 
 # H100 SXM5 dense peaks (NVIDIA H100 datasheet): the floors below are what a
 # kernel could reach at 100% of one unit, i.e. lower bounds, not predictions.
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         body = importlib.import_module(f"benchmarks.bench_{name}").run(args.size)
         sections.append(f"## {name} ({time.perf_counter() - t:.0f} s)\n\n{body}")
+        write_atomic(os.path.join(args.out, f"{name}.md"), suite_report(name, command, body))
     from benchmarks.bench_gpu_static import format_rows, static_rows as compile_static
 
     print("[vtalign bench] static GPU compile ...", file=sys.stderr, flush=True)

@@ -2,8 +2,8 @@
 
 NAME is a suite (`benchmarks/bench_NAME.py`, which defines
 `run(size: str) -> str` returning a markdown report) or `all`. The report is
-printed, prefixed with the exact command and the machine, and written to
-`benchmarks/results/NAME.md`.
+printed, prefixed with the exact command and the machine, and, for the full
+size, written to `benchmarks/results/NAME.md`.
 """
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def write_atomic(path: str, text: str) -> None:
     write_text(path, text)
 
 
+def suite_report(name: str, cmd: str, body: str) -> str:
+    """The NAME.md text of one suite's run."""
+    return f"# {name}\n\nCommand: `{cmd}`\n\nMachine: {machine()}\n\n{body}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run")
     p.add_argument("suite", choices=SUITES + ["all"])
@@ -39,11 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     for name in SUITES if args.suite == "all" else [args.suite]:
         mod = importlib.import_module(f"benchmarks.bench_{name}")
-        body = mod.run(args.size)
-        report = f"# {name}\n\nCommand: `{cmd}`\n\nMachine: {machine()}\n\n{body}\n"
+        report = suite_report(name, cmd, mod.run(args.size))
         print(report)
-        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-        write_atomic(os.path.join(HERE, "results", f"{name}.md"), report)
+        # benchmarks/results holds the full-size numbers the README quotes; a small
+        # (smoke) run only prints, so that it cannot overwrite them.
+        if args.size == "full":
+            os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+            write_atomic(os.path.join(HERE, "results", f"{name}.md"), report)
     return 0
 
 
