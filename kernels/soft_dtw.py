@@ -8,22 +8,32 @@ t-1 and t-2, which earlier iterations wrote to global memory; a
 `tl.debug_barrier()` (bar.sync on the GPU: it also orders the CTA's global
 stores before later loads) separates diagonals.
 
-Storage of R is diagonal-major, so the three reads and the write of a chunk are
-contiguous (coalesced) runs; only C and E, which live row-major for the caller,
-are read with a stride of M-1 along a diagonal (each cache line is then reused
-by 32 consecutive diagonals):
+State. The forward keeps R only for the last three diagonals (a ring [B, 3, N],
+indexed by row) and stores, per cell, the soft-min weights it gave its up and left
+predecessors (the diagonal one is 1 minus their sum; w_up = -1 marks a cell at +inf,
+which passes on nothing). The backward recurrence
+E[p] = Σ_s E[s]·e^{(R[s] − C[s] − R[p])/γ} reuses exactly those weights
+(w(p→s) = e^{(min_s − R[p])/γ}/Σ_s is the soft-min weight s gave p), so it reads
+neither C nor R and needs no exp. Why not R, as pytorch-softdtw-cuda keeps: rebuilt
+from float32 R, a weight carries ulp(R)/γ of error, and R grows with the length
+(gradients 6e-4 off at γ = 0.01 against 1e-5 from stored weights; the C++ kernels
+made the same change). The weights are stored diagonal-major, so the reads and
+writes of a chunk are contiguous (coalesced) runs; only C and E, which live
+row-major for the caller, are read with a stride of M-1 along a diagonal (each
+cache line is then reused by 32 consecutive diagonals):
   * no band (or a band too wide to save memory): pair b's n_b x m_b cells packed
-    diagonal after diagonal, n_b*m_b slots, so R is [B, N*M];
+    diagonal after diagonal, n_b*m_b slots per weight;
   * a Sakoe-Chiba band of half-width w: a band meets each anti-diagonal in at
     most w+1 cells (the band is an interval |row*K - t*(n-1)| <= w*(min(n,m)-1)
     with K = n+m-2 >= 2*(min(n,m)-1)), so each diagonal gets W = min(w+1, N, M)
-    slots: R is [B, (N+M-1)*W], linear in the length for a fixed band.
-The ops layer treats R as opaque and hands it back to `soft_dtw_backward`.
+    slots: (N+M-1)*W per weight, linear in the length for a fixed band.
+The state is [B, 2*cells] (w_up, then w_left); the ops layer treats it as opaque and
+hands it back to `soft_dtw_backward`.
 
 Per-pair lengths and the band are handled in the kernel: every diagonal is
 clipped to the rows [lo, hi] that lie in the pair's block and band, and a
-neighbour outside [lo, hi] of its own diagonal reads as R = +inf (E = 0), which
-also supplies the R[i,0] = R[0,j] = +inf border; R[0,0] = 0 enters as the
+neighbour outside [lo, hi] of its own diagonal reads as R = +inf (weight 0, E = 0),
+which also supplies the R[i,0] = R[0,j] = +inf border; R[0,0] = 0 enters as the
 diagonal predecessor of cell (0,0). Exponentials are exp2/log2 with log2(e)/gamma
 folded into one multiplier (libdevice is unavailable in the interpreter).
 """
@@ -67,8 +77,8 @@ def _diag(t, n, m, w, W, banded):
 
 @triton.jit
 def _soft_dtw_fwd_kernel(
-    C, R, GAMMA, XLEN, YLEN, OUT,
-    N, M, S, w, W, banded,
+    C, WGT, RING, GAMMA, XLEN, YLEN, OUT,
+    N, M, CELLS, w, W, banded,
     BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
@@ -81,65 +91,64 @@ def _soft_dtw_fwd_kernel(
     g_ln2 = gamma * _LN2
     w64 = tl.cast(w, tl.int64)  # tl.cast, not .to: an argument equal to 1 may arrive as a constexpr
     W64 = tl.cast(W, tl.int64)
+    N64 = tl.cast(N, tl.int64)
     c_base = C + b * N * M
-    r_base = R + b * S
+    wu_base = WGT + b * 2 * CELLS
+    wl_base = wu_base + CELLS
+    ring = RING + b * 3 * N64  # R of diagonal t at ring[(t % 3) * N + row]
     lanes = tl.arange(0, BLOCK)
     inf = float("inf")
-    # (lo, hi, base) of diagonals t-1 and t-2 carried across iterations: the int64
-    # divisions in _diag are the expensive scalar work of a step.
-    lo1, hi1, base1 = _diag(w64 * 0 - 1, n, m, w64, W64, banded)
-    lo2, hi2, base2 = _diag(w64 * 0 - 2, n, m, w64, W64, banded)
+    # (lo, hi) of diagonals t-1 and t-2 carried across iterations: the int64 divisions
+    # in _diag are the expensive scalar work of a step.
+    lo1, hi1, _ = _diag(w64 * 0 - 1, n, m, w64, W64, banded)
+    lo2, hi2, _ = _diag(w64 * 0 - 2, n, m, w64, W64, banded)
     for t in range(0, n + m - 1):
         lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        r_cur = ring + (t % 3) * N64
+        r_prev = ring + ((t + 2) % 3) * N64  # diagonal t-1
+        r_prev2 = ring + ((t + 1) % 3) * N64  # diagonal t-2
         for c0 in range(0, hi - lo + 1, BLOCK):
             r = lo + c0 + lanes
             ok = r <= hi
             col = t - r
             cost = tl.load(c_base + r * M + col, mask=ok, other=0.0)
             up_ok = ok & (r - 1 >= lo1) & (r - 1 <= hi1)
-            r_up = tl.load(r_base + base1 + r - 1, mask=up_ok, other=inf)
+            r_up = tl.load(r_prev + r - 1, mask=up_ok, other=inf)
             left_ok = ok & (r >= lo1) & (r <= hi1)
-            r_left = tl.load(r_base + base1 + r, mask=left_ok, other=inf)
+            r_left = tl.load(r_prev + r, mask=left_ok, other=inf)
             diag_ok = ok & (r - 1 >= lo2) & (r - 1 <= hi2)
-            r_diag = tl.load(r_base + base2 + r - 1, mask=diag_ok, other=inf)
+            r_diag = tl.load(r_prev2 + r - 1, mask=diag_ok, other=inf)
             r_diag = tl.where(t == 0, 0.0, r_diag)  # R[0,0] = 0 precedes cell (0,0) only
             mn = tl.minimum(tl.minimum(r_up, r_left), r_diag)
             finite = mn < inf
             # shift by the minimum: the largest term is exp2(0) = 1, so the sum is in
             # [1, 3]; an all-inf triple keeps shift 0 and is replaced by +inf below.
             shift = tl.where(finite, mn, 0.0)
-            tot = (tl.exp2((shift - r_up) * inv) + tl.exp2((shift - r_left) * inv)
-                   + tl.exp2((shift - r_diag) * inv))
-            tot = tl.where(finite, tot, 1.0)
+            e_up = tl.exp2((shift - r_up) * inv)
+            e_left = tl.exp2((shift - r_left) * inv)
+            tot = tl.where(finite, e_up + e_left + tl.exp2((shift - r_diag) * inv), 1.0)
             val = tl.where(finite, cost + shift - g_ln2 * tl.log2(tot), inf)
-            tl.store(r_base + base + r, val, mask=ok)
+            tl.store(r_cur + r, val, mask=ok)
+            # A cell at +inf (no finite predecessor, or an infinite cost) passes no mass on:
+            # w_up = -1 marks it, as its diagonal weight 1 - w_up - w_left must be 0 too.
+            live = val < inf
+            rinv = 1.0 / tot
+            tl.store(wu_base + base + r, tl.where(live, e_up * rinv, -1.0), mask=ok)
+            tl.store(wl_base + base + r, tl.where(live, e_left * rinv, 0.0), mask=ok)
         tl.debug_barrier()
-        lo2, hi2, base2 = lo1, hi1, base1
-        lo1, hi1, base1 = lo, hi, base
-    # lo1/hi1/base1 now describe the last diagonal n+m-2, whose only cell is (n-1, m-1);
-    # the band always contains it, the mask only guards a malformed pair.
+        lo2, hi2 = lo1, hi1
+        lo1, hi1 = lo, hi
+    # lo1/hi1 now describe the last diagonal n+m-2, whose only cell is (n-1, m-1); the
+    # band always contains it, the mask only guards a malformed pair.
     end_ok = (n - 1 >= lo1) & (n - 1 <= hi1)
-    value = tl.load(r_base + base1 + n - 1, mask=end_ok, other=inf)
+    value = tl.load(ring + ((n + m - 2) % 3) * N64 + n - 1, mask=end_ok, other=inf)
     tl.store(OUT + b, value)
 
 
 @triton.jit
-def _successor(e_ptr, c_ptr, r_ptr, ok, r_cell, inv):
-    """E[s] * exp((R[s] - C[s] - R[cell]) / gamma) for one successor s of each lane, 0 where
-    s is outside the pair's block/band or unreachable (R[s] = inf)."""
-    r_s = tl.load(r_ptr, mask=ok, other=float("inf"))
-    live = ok & (r_s < float("inf"))
-    c_s = tl.load(c_ptr, mask=live, other=0.0)
-    e_s = tl.load(e_ptr, mask=live, other=0.0)
-    # zero both R's off the live lanes: inf - inf there would compute (and discard) NaN
-    arg = (tl.where(live, r_s, 0.0) - c_s - tl.where(live, r_cell, 0.0)) * inv
-    return tl.where(live, e_s * tl.exp2(arg), 0.0)
-
-
-@triton.jit
 def _soft_dtw_bwd_kernel(
-    C, R, GAMMA, XLEN, YLEN, E,
-    N, M, S, w, W, banded,
+    WGT, XLEN, YLEN, E,
+    N, M, CELLS, w, W, banded,
     BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
@@ -147,15 +156,12 @@ def _soft_dtw_bwd_kernel(
     # memory outside the pair's slice; n = 0 or m = 0 gives empty loops.
     n = tl.minimum(tl.maximum(tl.load(XLEN + b).to(tl.int64), 0), N)
     m = tl.minimum(tl.maximum(tl.load(YLEN + b).to(tl.int64), 0), M)
-    gamma = tl.load(GAMMA + b)
-    inv = _LOG2E / gamma
     w64 = tl.cast(w, tl.int64)  # tl.cast, not .to: an argument equal to 1 may arrive as a constexpr
     W64 = tl.cast(W, tl.int64)
-    c_base = C + b * N * M
     e_base = E + b * N * M
-    r_base = R + b * S
+    wu_base = WGT + b * 2 * CELLS
+    wl_base = wu_base + CELLS
     lanes = tl.arange(0, BLOCK)
-    inf = float("inf")
     tl.store(e_base + (n - 1) * M + (m - 1), 1.0, mask=(n > 0) & (m > 0))
     tl.debug_barrier()
     # Successor diagonals t+1 and t+2, carried as in the forward sweep. The sweep
@@ -171,17 +177,22 @@ def _soft_dtw_bwd_kernel(
             r = lo + c0 + lanes
             ok = r <= hi
             col = t - r
-            r_cell = tl.load(r_base + base + r, mask=ok, other=inf)
-            live = ok & (r_cell < inf)
-            down = (r + 1) * M + col
-            right = r * M + col + 1
-            diag = (r + 1) * M + col + 1
-            e = _successor(e_base + down, c_base + down, r_base + base1 + r + 1,
-                           live & (r + 1 >= lo1) & (r + 1 <= hi1), r_cell, inv)
-            e += _successor(e_base + right, c_base + right, r_base + base1 + r,
-                            live & (r >= lo1) & (r <= hi1), r_cell, inv)
-            e += _successor(e_base + diag, c_base + diag, r_base + base2 + r + 1,
-                            live & (r + 1 >= lo2) & (r + 1 <= hi2), r_cell, inv)
+            # successors (r+1, col) and (r, col+1) on diagonal t+1, (r+1, col+1) on t+2,
+            # each weighing what it gave this cell in the forward (0 outside its range)
+            down_ok = ok & (r + 1 >= lo1) & (r + 1 <= hi1)
+            right_ok = ok & (r >= lo1) & (r <= hi1)
+            diag_ok = ok & (r + 1 >= lo2) & (r + 1 <= hi2)
+            e_down = tl.load(e_base + (r + 1) * M + col, mask=down_ok, other=0.0)
+            e_right = tl.load(e_base + r * M + col + 1, mask=right_ok, other=0.0)
+            e_diag = tl.load(e_base + (r + 1) * M + col + 1, mask=diag_ok, other=0.0)
+            w_down = tl.maximum(tl.load(wu_base + base1 + r + 1, mask=down_ok, other=0.0), 0.0)
+            w_right = tl.load(wl_base + base1 + r, mask=right_ok, other=0.0)
+            # the diagonal weight is 1 - up - left (rounding can take it a hair below 0),
+            # and 0 from a cell at +inf (w_up = -1)
+            wu_d = tl.load(wu_base + base2 + r + 1, mask=diag_ok, other=-1.0)
+            wl_d = tl.load(wl_base + base2 + r + 1, mask=diag_ok, other=0.0)
+            w_diag = tl.where(wu_d < 0.0, 0.0, tl.maximum(1.0 - wu_d - wl_d, 0.0))
+            e = e_down * w_down + e_right * w_right + e_diag * w_diag
             tl.store(e_base + r * M + col, e, mask=ok)
         tl.debug_barrier()
         lo2, hi2, base2 = lo1, hi1, base1
@@ -190,8 +201,9 @@ def _soft_dtw_bwd_kernel(
 
 # ------------------------------------------------------------------ launchers
 def soft_dtw_layout(N: int, M: int, bandwidth: int) -> tuple[int, int, bool, int]:
-    """(w, W, banded, S): the effective band (-1 = none), slots per diagonal, whether R
-    uses banded storage, and R's slots per pair for a padded [N, M] cost."""
+    """(w, W, banded, S): the effective band (-1 = none), slots per diagonal, whether the
+    weights use banded storage, and the state's slots per pair (two weights per cell
+    slot) for a padded [N, M] cost."""
     w = -1 if bandwidth is None or bandwidth < 0 else int(bandwidth)
     # |r*(m-1) - c*(n-1)| <= (n-1)*(m-1) <= w*(min(n,m)-1) for any w >= max(n,m)-1:
     # such a band excludes nothing, and dropping it keeps w*l1 far from overflow.
@@ -199,8 +211,8 @@ def soft_dtw_layout(N: int, M: int, bandwidth: int) -> tuple[int, int, bool, int
         w = -1
     W = min(N, M) if w < 0 else min(w + 1, N, M)
     banded = w >= 0 and (N + M - 1) * W < N * M
-    S = (N + M - 1) * W if banded else N * M
-    return w, W, banded, S
+    cells = (N + M - 1) * W if banded else N * M
+    return w, W, banded, 2 * cells
 
 
 def soft_dtw_config(W: int, block: int | None = None) -> dict:
@@ -233,37 +245,40 @@ def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, 
 
     C [B, N, M] float32, gamma [B] (> 0), x_len / y_len [B] int32 (1 <= n_b <= N,
     1 <= m_b <= M), bandwidth = Sakoe-Chiba half-width w (-1 = no band).
-    Returns (values [B] float32, R [B, S] float32): R is the DP in the layout
-    `soft_dtw_backward` expects (see the module docstring; S from `soft_dtw_layout`).
-    `block` overrides the chunk width (tests use it to exercise chunked diagonals).
-    Inputs are not validated beyond shapes: the ops layer does that.
+    Returns (values [B] float32, state [B, S] float32): the soft-min weights in the
+    layout `soft_dtw_backward` expects (see the module docstring; S from
+    `soft_dtw_layout`). `block` overrides the chunk width (tests use it to exercise
+    chunked diagonals). Inputs are not validated beyond shapes: the ops layer does that.
     """
     C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
     B, N, M = C.shape
     w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
-    R = torch.empty(B, S, device=C.device, dtype=torch.float32)
+    state = torch.empty(B, S, device=C.device, dtype=torch.float32)
+    ring = torch.empty(B, 3, N, device=C.device, dtype=torch.float32)
     values = torch.empty(B, device=C.device, dtype=torch.float32)
     cfg = soft_dtw_config(W, block)
-    _soft_dtw_fwd_kernel[(B,)](C, R, gamma, x_len, y_len, values, N, M, S, w, W, int(banded),
+    _soft_dtw_fwd_kernel[(B,)](C, state, ring, gamma, x_len, y_len, values, N, M, S // 2, w, W, int(banded),
                                BLOCK=cfg["BLOCK"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    return values, R
+    return values, state
 
 
-def soft_dtw_backward(C: torch.Tensor, R: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
+def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
                       y_len: torch.Tensor, bandwidth: int = -1, *,
                       block: int | None = None) -> torch.Tensor:
     """Expected alignment E [B, N, M] float32 = d value_b / d C_b (Algorithm 2 of Cuturi &
-    Blondel), from the R that `soft_dtw_forward` returned for the same arguments.
-    E is 0 outside each pair's n_b x m_b block, outside the band and where R = +inf."""
+    Blondel, with the forward's soft-min weights), from the state that `soft_dtw_forward`
+    returned for the same arguments. E is 0 outside each pair's n_b x m_b block, outside
+    the band and where R = +inf. C and gamma are checked for shape only (the weights
+    already hold what the recurrence needs from them)."""
     C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
     B, N, M = C.shape
     w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
-    if R.shape != (B, S) or R.dtype != torch.float32:
-        raise ValueError(f"R must be the float32 [{B}, {S}] tensor soft_dtw_forward returned for "
-                         f"this C and bandwidth, got {R.dtype} {tuple(R.shape)}")
+    if state.shape != (B, S) or state.dtype != torch.float32:
+        raise ValueError(f"state must be the float32 [{B}, {S}] tensor soft_dtw_forward returned for "
+                         f"this C and bandwidth, got {state.dtype} {tuple(state.shape)}")
     E = torch.zeros(B, N, M, device=C.device, dtype=torch.float32)
     cfg = soft_dtw_config(W, block)
-    _soft_dtw_bwd_kernel[(B,)](C, R.contiguous(), gamma, x_len, y_len, E, N, M, S, w, W, int(banded),
+    _soft_dtw_bwd_kernel[(B,)](state.contiguous(), x_len, y_len, E, N, M, S // 2, w, W, int(banded),
                                BLOCK=cfg["BLOCK"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     return E
 
@@ -272,8 +287,8 @@ def static_configs():
     """Every configuration the soft-DTW launchers can pick (one per BLOCK, per kernel)."""
     from vtalign.kernels._static import StaticConfig
 
-    types = {"C": "*fp32", "R": "*fp32", "GAMMA": "*fp32", "XLEN": "*i32", "YLEN": "*i32",
-             "OUT": "*fp32", "E": "*fp32", "N": "i32", "M": "i32", "S": "i32", "w": "i32", "W": "i32",
+    types = {"C": "*fp32", "WGT": "*fp32", "RING": "*fp32", "GAMMA": "*fp32", "XLEN": "*i32", "YLEN": "*i32",
+             "OUT": "*fp32", "E": "*fp32", "N": "i32", "M": "i32", "CELLS": "i32", "w": "i32", "W": "i32",
              "banded": "i32"}
     kernels = (("soft_dtw_fwd", _soft_dtw_fwd_kernel), ("soft_dtw_bwd", _soft_dtw_bwd_kernel))
     out = []
@@ -284,7 +299,7 @@ def static_configs():
                                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
     # The JIT turns an integer argument equal to 1 into a constexpr: compile that
     # specialisation too (tiny shapes, e.g. M = 1 or w = 1, launch it with BLOCK = 16).
-    ones = ("N", "M", "S", "w", "W", "banded")
+    ones = ("N", "M", "CELLS", "w", "W", "banded")
     cfg = soft_dtw_config(BLOCKS[0], BLOCKS[0])
     for name, fn in kernels:
         out.append(StaticConfig(f"{name}[BLOCK={BLOCKS[0]},ints=1]", fn,
