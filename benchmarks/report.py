@@ -43,8 +43,9 @@ def cost_model() -> list[dict]:
     add("overlap", "13x13 pairs, N=1,000,000, k=10", 0, 26 * 1_000_000 * 10 * 8, "tf32",
         "index lists read once; La·Lb·N·k² compares hidden under the reads")
     b, n = 32, 256
-    add("soft-DTW fwd+bwd", f"B={b}, N=M={n}", 0, b * n * n * 4 * 4, "fp32",
-        f"bytes floor; the wavefront adds {2 * (2 * n - 1)} dependent diagonal steps")
+    add("soft-DTW fwd+bwd", f"B={b}, N=M={n}", 0, b * n * n * 4 * 6, "fp32",
+        f"bytes floor: C read, two weights per cell written and read back, E written; "
+        f"the wavefront adds {2 * (2 * n - 1)} dependent diagonal steps")
     for bsz, d in ((8192, 512), (65_536, 512)):
         add("contrastive fwd+bwd (bf16)", f"B={bsz:,}, D={d}", 6 * bsz * bsz * d, 4 * bsz * d * 2, "bf16",
             "2·B²·D forward, 4·B²·D backward")
