@@ -47,35 +47,45 @@ def _bin_dir() -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 
 
+def _compile_logged(src, arch: int, options: dict):
+    """triton.compile with its own ptxas log captured: (compiled, log). The log states
+    spill stores and loads for exactly the ptxas binary and options Triton used (they
+    vary by version: an sm_90 PTX from triton 3.9 needs its newer ptxas, and 3.7+ pass
+    --regAllocOptLevel=2), which re-running the wheel's `bin/ptxas` would not."""
+    import contextlib
+    import io
+
+    import triton
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+
+    out = io.StringIO()
+    with knobs.nvidia.scope(), knobs.compilation.scope(), contextlib.redirect_stdout(out):
+        knobs.nvidia.dump_ptxas_log = True
+        knobs.compilation.always_compile = True  # a cache hit would run no ptxas, so log nothing
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
+    return compiled, out.getvalue()
+
+
 def compile_config(cfg: StaticConfig, arch: int) -> dict:
     """Compile `cfg` for sm_`arch`; return registers, shared and spill bytes, tensor-core use."""
-    import triton
-    from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     src = ASTSource(fn=cfg.fn, signature=cfg.signature(), constexprs=dict(cfg.constexprs))
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options=dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
-    ptx = compiled.asm["ptx"]
-    ptx_arch = re.search(r"^\.target\s+(sm_\w+)", ptx, re.M).group(1)
+    compiled, log = _compile_logged(src, arch, dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.cubin")
         with open(path, "wb") as f:
             f.write(compiled.asm["cubin"])
-        ptx_path = os.path.join(tmp, "k.ptx")
-        with open(ptx_path, "w") as f:
-            f.write(ptx)
         tool = os.path.join(_bin_dir(), "cuobjdump")
         usage = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True, check=True).stdout
         sass = subprocess.run([tool, "-sass", path], capture_output=True, text=True, check=True).stdout
-        # ptxas -v states spill stores/loads explicitly; cuobjdump's LOCAL does not count
-        # spills that live in the stack frame
-        verbose = subprocess.run([os.path.join(_bin_dir(), "ptxas"), f"-arch={ptx_arch}", "-v", ptx_path,
-                                  "-o", os.path.join(tmp, "v.cubin")], capture_output=True, text=True, check=True)
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", usage)
-    sp = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", verbose.stderr + verbose.stdout)
+    # ptxas -v states spill stores/loads explicitly; cuobjdump's LOCAL does not count
+    # spills that live in the stack frame
+    sp = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
     if m is None or sp is None:
-        raise RuntimeError(f"could not read resource usage of {cfg.name}:\n{usage}\n{verbose.stderr}")
+        raise RuntimeError(f"could not read resource usage of {cfg.name}:\n{usage}\n{log}")
     tc = sorted(set(_TC_OPS.findall(sass)))
     return dict(kernel=cfg.name, arch=f"sm_{arch}", registers=int(m.group(1)), stack=int(m.group(2)),
                 shared_static=int(m.group(3)), shared_dynamic=int(compiled.metadata.shared),

@@ -53,10 +53,13 @@ def _cos_tile(X, Y, rows, cols, row_ok, col_ok, D, stride_x, stride_y, x_off, y_
 @triton.jit
 def _positive_tile(POS, rows, cols, row_ok, col_ok, offset, has_pos, stride_pr, stride_pc):
     ok = row_ok[:, None] & col_ok[None, :]
+    # tl.where, not ok & use: triton 3.9's interpreter gives a tensor & 0-d flag the wrong
+    # dtype (its load then rejects the mask); tl.cast: a flag of 1 arrives as a constexpr
+    use = tl.cast(has_pos, tl.int32) != 0
     loaded = tl.load(POS + rows[:, None] * stride_pr + cols[None, :] * stride_pc,
-                     mask=ok & (has_pos != 0), other=0) != 0
+                     mask=tl.where(use, ok, False), other=0) != 0
     diag = cols[None, :] == rows[:, None] + offset
-    return tl.where(has_pos != 0, loaded, diag) & ok
+    return tl.where(use, loaded, diag) & ok
 
 
 @triton.jit
@@ -107,8 +110,8 @@ def _online_lse_update(m_run, l_run, s, take):
 def _grad_tile(s, p, ok, lse_x, plse_x, g_x, lse_y, plse_y, g_y, x_on, y_on):
     """dL/ds: g_i·(softmax_row − softmax over P(i)) + g_j·(softmax_col − softmax over P(j))."""
     # exponents of cells that do not count go to NEG first, so nothing overflows to inf
-    xo = ok & (x_on != 0)
-    yo = ok & (y_on != 0)
+    xo = tl.where(tl.cast(x_on, tl.int32) != 0, ok, False)  # see _positive_tile
+    yo = tl.where(tl.cast(y_on, tl.int32) != 0, ok, False)
     gx = tl.exp(tl.where(xo, s - lse_x[:, None], NEG)) - tl.exp(tl.where(xo & p, s - plse_x[:, None], NEG))
     gy = tl.exp(tl.where(yo, s - lse_y[None, :], NEG)) - tl.exp(tl.where(yo & p, s - plse_y[None, :], NEG))
     return gx * g_x[:, None] + gy * g_y[None, :]
@@ -285,11 +288,15 @@ def config(kernel: str, dtype: torch.dtype) -> dict:
     (tf32x3: three dots per product), fp16 and bf16. The elementwise work per tile (masks,
     two online log-sum-exps, the gradient's exponentials) is what bounds the tile size,
     not the dots; the slot kernels also carry the running pool statistics over T."""
+    # Warps where triton 3.8/3.9 needed them: at 4 warps the fp32 (tf32x3) backward sat at
+    # 255 registers and spilled 8 bytes; at 8 warps (a 128-register cap) the fp16/bf16
+    # slot backward spilled 44 bytes on sm_80. These compile without spills on 3.6-3.9.
     if kernel == "fwd":
         return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=32, num_warps=8, num_stages=2)
     if kernel == "bwd":
-        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=32, num_warps=4, num_stages=1)
-    return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=8, num_stages=2 if kernel == "slot_fwd" else 1)
+        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=32, num_warps=8 if dtype == torch.float32 else 4, num_stages=1)
+    warps = 4 if kernel == "slot_bwd" and dtype != torch.float32 else 8
+    return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=warps, num_stages=2 if kernel == "slot_fwd" else 1)
 
 
 def _precision(dtype: torch.dtype, precision: str) -> str:
