@@ -589,8 +589,7 @@ def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     normalize=True subtracts ½(sdtw(x_a, x_a) + sdtw(y_b, y_b)).
     """
     xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=False)
-    B1, N = x.shape[0], x.shape[1]
-    B2, M = y.shape[0], y.shape[1]
+    B1, B2 = x.shape[0], y.shape[0]
     g = _check_gamma(gamma, 1)
     pxl = xl[:, None].expand(B1, B2).reshape(-1)
     pyl = yl[None, :].expand(B1, B2).reshape(-1)
@@ -645,7 +644,7 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     """Expected alignment E `[B, N, M]` between x `[B, N, D]` and y `[B, M, D]`
     (E = ∂ soft_dtw / ∂C for the chosen cost; not differentiable)."""
     xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
-    B, N, M = x.shape[0], x.shape[1], y.shape[1]
+    B = x.shape[0]
     g = _check_gamma(gamma, B)
     w = _check_bandwidth(bandwidth, xl, yl)
     be = resolve_backend(backend, [x, y])
@@ -711,7 +710,7 @@ def s2dtw(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoothing_gam
     Rectangular inputs and per-pair lengths are allowed.
     """
     xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
-    B, N, M = x.shape[0], x.shape[1], y.shape[1]
+    B = x.shape[0]
     g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B)
     be = resolve_backend(backend, [x, y])
     if be == "reference":
