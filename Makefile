@@ -1,22 +1,26 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Both create .venv, install torch 2.13.0 (CPU build from this disk) when no
 # torch is present, install vtalign editable with its dev extras, then run.
+# Every set-up install is pinned (pip -c) to the tested versions in
+# requirements/constraints.txt; `make lock` refreshes that lock against the
+# newest releases and the test suite (tools/refresh_lock.sh).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.vtalign-installed
-DEPS   := pyproject.toml CMakeLists.txt Makefile $(wildcard csrc/*.cpp csrc/*.h)
+LOCK   := requirements/constraints.txt
+DEPS   := pyproject.toml CMakeLists.txt Makefile $(LOCK) $(wildcard csrc/*.cpp csrc/*.h)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) $(DEPS)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
-	$(PIP) install "triton==3.7.1" "scikit-build-core>=0.10" "pybind11>=2.12" ninja
-	$(PIP) install --no-build-isolation -e ".[dev]"
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -c $(LOCK) "torch==2.13.0"
+	$(PIP) install -c $(LOCK) "triton==3.7.1" "scikit-build-core>=0.10" "pybind11>=2.12" ninja
+	$(PIP) install -c $(LOCK) --no-build-isolation -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +34,9 @@ test: setup
 bench: setup
 	$(PIP) install -q faiss-cpu tslearn pysdtw pytest-benchmark
 	$(PY) -m benchmarks.run all
+
+lock:
+	PYTHON=$(PYTHON) bash tools/refresh_lock.sh
 
 clean:
 	rm -rf build $(VENV) runs bench
