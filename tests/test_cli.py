@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from tests._missing import CLI, run_without
 from vtalign.cli import main
 from vtalign.data.synthetic import layer_stacks
 from vtalign.probe import layerwise_alignment
@@ -96,3 +97,61 @@ def test_demo_small(tmp_path, capsys):
     assert summary["scaling"]["r2"] > 0.8
     for f in ("heatmap.png", "scaling.png", "report.md"):
         assert (tmp_path / "demo" / f).stat().st_size > 0
+
+
+# Missing optional packages: each CLI path that needs one ends in one stderr line naming the
+# pip install and exit 2; plots are the exception (summaries written, one line, exit 0).
+@pytest.mark.parametrize("module,args,line", [
+    ("safetensors", ["probe", "a.safetensors", "a.safetensors", "--k", "3"],
+     'vtalign probe: error: reading .safetensors files needs safetensors: pip install "vtalign[io]"'),
+    ("triton", ["probe", "a.pt", "a.pt", "--k", "3", "--backend", "triton"],
+     "vtalign probe: error: backend='triton' needs triton: pip install triton"),
+    ("vtalign._C", ["probe", "a.pt", "a.pt", "--k", "3", "--backend", "cpp"],
+     "vtalign probe: error: backend='cpp' needs the compiled C++ core vtalign._C, which this install lacks: "
+     "reinstall with a C++ compiler (pip install -e .) or use backend='torch'"),
+])
+def test_missing_package_is_one_line_exit_2(module, args, line, tmp_path):
+    pytest.importorskip("safetensors")
+    from vtalign.probe.features import save_features
+
+    feats = torch.randn(30, 2, 4, generator=torch.Generator().manual_seed(0))
+    torch.save({"feats": feats}, tmp_path / "a.pt")
+    save_features(tmp_path / "a.safetensors", feats)
+    out = run_without([module], CLI, *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.splitlines() == [line]
+    assert "Traceback" not in out.stderr
+
+
+def test_probe_without_matplotlib_writes_summaries(feature_files, tmp_path):
+    d, pa, pb = feature_files
+    out = run_without(["matplotlib"], CLI, "probe", pa, pb, "--k", "5", "--out", "o", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.splitlines() == ["vtalign probe: plots skipped (summaries written): drawing plots needs "
+                                       "matplotlib: pip install matplotlib"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["cache", "summary.json", "summary.md"]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    want = layerwise_alignment(d.feats_a, d.feats_b, k=5)
+    assert summary["mutual_knn"]["best"] == [2, 1]
+    torch.testing.assert_close(torch.tensor(summary["mutual_knn"]["scores"], dtype=torch.float64), want.scores)
+    md = (tmp_path / "o" / "summary.md").read_text()
+    assert md.startswith("# vtalign probe: video.pt x text.pt") and "Best pair: A layer 2 x B layer 1" in md
+    assert "Best pair" in out.stdout and "wrote o/summary.json, o/summary.md\n" in out.stdout
+
+
+@pytest.mark.parametrize("args,written", [
+    (["demo", "--n", "128"], ["report.md", "summary.json"]),
+    (["scaling", "--n", "128", "--frames", "1", "2", "4", "8", "--captions", "1", "2", "3"], ["scaling_fit.json"]),
+])
+def test_demo_and_scaling_without_matplotlib(args, written, tmp_path):
+    out = run_without(["matplotlib"], CLI, *args, "--out", "o", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.splitlines() == [f"vtalign {args[0]}: plots skipped (summaries written): drawing plots "
+                                       f"needs matplotlib: pip install matplotlib"]
+    assert sorted(os.listdir(tmp_path / "o")) == written
+    fit = json.loads((tmp_path / "o" / written[-1]).read_text())
+    assert (fit["scaling"] if args[0] == "demo" else fit)["r2"] > 0.8
+    if args[0] == "demo":
+        assert fit["best"] == fit["planted_best"]
+        report = (tmp_path / "o" / "report.md").read_text()
+        assert "## Scaling law" in report and "Plots skipped" in report and ".png" not in report

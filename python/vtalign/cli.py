@@ -1,7 +1,10 @@
 """The `vtalign` command: probe, scaling, demo.
 
-User mistakes (bad paths, shapes, options) end with one line on stderr and
-exit status 2, not a traceback.
+User mistakes (bad paths, shapes, options) and a missing optional package
+(`vtalign._optional.MissingDependency`, whose message names the pip install)
+end with one line on stderr and exit status 2, not a traceback. Plots are the
+exception: without matplotlib the summaries are written, one line says the
+plots were skipped, and the exit status is 0.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import time
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
+    from vtalign.probe.report import skipped_plots_line
     from vtalign.probe.run import probe_files, probe_markdown
 
     res = probe_files(args.a, args.b, metrics=args.metric, k=args.k, out_dir=args.out,
@@ -21,6 +25,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     print(probe_markdown(res, f"{os.path.basename(args.a)} x {os.path.basename(args.b)}"))
     if res.files:
         print("wrote " + ", ".join(res.files))
+    if res.plots_skipped:
+        # exit 0: the summaries the user asked for are complete; the line says how to get the plots
+        print(skipped_plots_line("probe", res.plots_skipped), file=sys.stderr)
     return 0
 
 
@@ -40,7 +47,7 @@ def _read_table(path: str):
 
 
 def _cmd_scaling(args: argparse.Namespace) -> int:
-    from vtalign.probe.report import scaling_png, write_json
+    from vtalign.probe.report import plots_unavailable, scaling_png, skipped_plots_line, write_json
     from vtalign.probe.scaling import fit_scaling_law
 
     if args.table:
@@ -58,11 +65,15 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
         fit = sweep.fit()
     print(fit.summary())
     if args.out:
+        no_plots = plots_unavailable()
         files = [write_json(os.path.join(args.out, "scaling_fit.json"),
-                            dict(fit.to_dict(), points=dict(n_frames=nf, n_captions=nc, scores=s))),
-                 scaling_png(os.path.join(args.out, "scaling.png"), nf, nc, s, fit.predict,
-                             title=f"S_inf={fit.params['S_inf']:.3f}, R²={fit.r2:.3f}")]
+                            dict(fit.to_dict(), points=dict(n_frames=nf, n_captions=nc, scores=s)))]
+        if no_plots is None:
+            files.append(scaling_png(os.path.join(args.out, "scaling.png"), nf, nc, s, fit.predict,
+                                     title=f"S_inf={fit.params['S_inf']:.3f}, R²={fit.r2:.3f}"))
         print("wrote " + ", ".join(files))
+        if no_plots is not None:
+            print(skipped_plots_line("scaling", no_plots), file=sys.stderr)
     return 0
 
 
@@ -146,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
         run = lambda: args.func(args)  # noqa: E731
+    from vtalign._optional import MissingDependency
+
     try:
         return run()
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError, MissingDependency) as e:
         print(f"vtalign {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

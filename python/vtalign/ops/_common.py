@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 
 import torch
 
+from vtalign._optional import MissingDependency, require
+
 BACKENDS = ("auto", "triton", "cpp", "torch", "reference")
 
 try:  # the compiled CPU core is optional: a pure-Python install falls back to torch
@@ -25,11 +27,11 @@ def has_cpp() -> bool:
 
 
 def cpp():
+    """The compiled module `vtalign._C`; MissingDependency when this install lacks it."""
     if _C is None:
-        raise RuntimeError(
-            "backend='cpp' requested but vtalign._C is not built; reinstall with a C++ "
-            "compiler (pip install -e .) or use backend='torch'"
-        )
+        raise MissingDependency(
+            "backend='cpp' needs the compiled C++ core vtalign._C, which this install lacks: reinstall "
+            "with a C++ compiler (pip install -e .) or use backend='torch'", name="vtalign._C")
     return _C
 
 
@@ -66,8 +68,8 @@ def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str
         else:
             backend = "cpp" if has_cpp() else "torch"
     if backend == "triton":
-        if not has_triton():
-            raise RuntimeError("backend='triton' requested but triton is not installed")
+        # triton has Linux wheels only, so elsewhere vtalign installs without it
+        require("triton", None, "backend='triton'")
         if not on_cuda and not triton_interpreting():
             raise ValueError(
                 "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)"

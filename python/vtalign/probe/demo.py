@@ -8,11 +8,13 @@ a report go to `out_dir`; a summary is printed.
 from __future__ import annotations
 
 import os
+import sys
 
 from vtalign.data.synthetic import video_text_set
 from vtalign.ops._common import resolve_backend
 from vtalign.probe.calibration import calibrate
-from vtalign.probe.report import heatmap_png, scaling_png, write_json, write_text
+from vtalign.probe.report import (heatmap_png, plots_unavailable, scaling_png, skipped_plots_line, write_json,
+                                  write_text)
 from vtalign.probe.sweep import scaling_sweep
 
 FRAMES = (1, 2, 4, 8, 16, 32)
@@ -21,7 +23,11 @@ CAPTIONS = (1, 2, 3, 5, 10)
 
 def run_demo(out_dir: str = os.path.join("runs", "demo"), *, n: int = 1024, k: int = 10, seed: int = 0,
              permutations: int = 200, bootstrap: int = 500, progress: bool = True) -> dict:
-    """Run the demo, write its report to `out_dir`, print a summary; returns the summary dict."""
+    """Run the demo, write its report to `out_dir`, print a summary; returns the summary dict.
+
+    Without an importable matplotlib, summary.json and report.md are still written
+    and one line on stderr says the plots were skipped and how to get them.
+    """
     data = video_text_set(n=n, seed=seed)
     nf, nc = max(FRAMES), max(CAPTIONS)
     video, text = data.video_features(nf), data.text_features(nc)
@@ -53,22 +59,28 @@ def run_demo(out_dir: str = os.path.join("runs", "demo"), *, n: int = 1024, k: i
                        n_frames=sweep.n_frames, n_captions=sweep.n_captions, scores=sweep.scores,
                        best_pairs=[list(b) for b in sweep.best_pairs]),
                    scaling=dict(fit.to_dict(), extrapolated={f"{4 * nf}x{4 * nc}": far}))
+    # Summaries first and plots last: without matplotlib the numbers are still the
+    # result, so the report is written and says which plots are missing and why.
+    no_plots = plots_unavailable()
     md = "\n\n".join([
         "# vtalign demo report", f"N={n}, k={k}, backend={backend}, planted best pair {data.best}.",
         f"## Layer-pair mutual kNN ({nf} frames x {nc} captions)", res.table(), cal.summary().replace("\n", "  \n"),
         "## Frames x captions sweep (best pair)", sweep.grid_markdown(), "## Scaling law", fit.summary(),
-        "![heat map](heatmap.png)\n\n![scaling](scaling.png)"])
-    files = [
-        heatmap_png(os.path.join(out_dir, "heatmap.png"), cal.scores, cal.best, label_a="video layer",
-                    label_b="text layer", title=f"mutual kNN, best {cal.best} = {cal.best_score:.3f} "
-                                                f"(planted {data.best})"),
-        scaling_png(os.path.join(out_dir, "scaling.png"), sweep.n_frames, sweep.n_captions, sweep.scores,
-                    fit.predict, title=f"S_inf = {p['S_inf']:.3f}, alpha = {p['alpha']:.2f}, "
-                                       f"beta = {p['beta']:.2f}, R² = {fit.r2:.3f}"),
-        write_json(os.path.join(out_dir, "summary.json"), summary),
-        write_text(os.path.join(out_dir, "report.md"), md + "\n"),
-    ]
+        "![heat map](heatmap.png)\n\n![scaling](scaling.png)" if no_plots is None else f"Plots skipped: {no_plots}"])
+    files = [write_json(os.path.join(out_dir, "summary.json"), summary),
+             write_text(os.path.join(out_dir, "report.md"), md + "\n")]
+    if no_plots is None:
+        files += [
+            heatmap_png(os.path.join(out_dir, "heatmap.png"), cal.scores, cal.best, label_a="video layer",
+                        label_b="text layer", title=f"mutual kNN, best {cal.best} = {cal.best_score:.3f} "
+                                                    f"(planted {data.best})"),
+            scaling_png(os.path.join(out_dir, "scaling.png"), sweep.n_frames, sweep.n_captions, sweep.scores,
+                        fit.predict, title=f"S_inf = {p['S_inf']:.3f}, alpha = {p['alpha']:.2f}, "
+                                           f"beta = {p['beta']:.2f}, R² = {fit.r2:.3f}"),
+        ]
     print("wrote " + ", ".join(files))
+    if no_plots is not None:
+        print(skipped_plots_line("demo", no_plots), file=sys.stderr)
     return summary
 
 

@@ -8,7 +8,8 @@ Formats (by file suffix):
 - `.npy`: one `[N, L, D]` (or `[N, D]`) array, memory-mapped (`mmap_mode="r"`).
 - `.npz`: `"feats"` `[N, L, D]`, or per-layer `"feats.0"`, `"feats.1"`, ...;
   members are read one at a time (zip members cannot be memory-mapped).
-- `.safetensors`: the same keys, read lazily through `safe_open`.
+- `.safetensors`: the same keys, read lazily through `safe_open` (the package
+  comes with `pip install "vtalign[io]"`).
 
 `open_features` returns a `FeatureFile` that reads one layer at a time, so a
 feature set larger than RAM streams layer by layer through the probe (pass it
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from vtalign._atomic import atomic_write
+from vtalign._optional import require
 from vtalign.ops._common import check_finite
 
 SUFFIXES = (".pt", ".pth", ".npy", ".npz", ".safetensors")
@@ -252,12 +254,11 @@ def _open_npz(path: str, key: str) -> FeatureFile:
 
 
 def _open_safetensors(path: str, key: str) -> FeatureFile:
-    from safetensors import SafetensorError, safe_open
-
+    st = require("safetensors", "io", "reading .safetensors files")
     try:
-        f = safe_open(path, framework="pt")
+        f = st.safe_open(path, framework="pt")
         names = list(f.keys())
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (st.SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable .safetensors file (truncated or corrupt): {exc}") from exc
 
     class _Slot:
@@ -295,7 +296,8 @@ def open_features(path: Union[str, os.PathLike], *, key: str = "feats", mmap: bo
     Raises:
         FileNotFoundError, or ValueError / TypeError naming the file for an empty,
         truncated or corrupt file, a missing key, wrong shapes or dtypes, or
-        layers with different N.
+        layers with different N; MissingDependency for a `.safetensors` file
+        without the safetensors package (`pip install "vtalign[io]"`).
     """
     path = os.fspath(path)
     ext = _suffix(path)
@@ -348,6 +350,9 @@ def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequ
         path: destination; the suffix picks the format (see the module docstring).
         feats: `[N, L, D]` / `[N, D]` tensor or a list of `[N, D_l]` tensors (`.npy`
             takes a single tensor only).
+
+    Raises:
+        MissingDependency: a `.safetensors` path without the safetensors package.
     """
     path = os.fspath(path)
     ext = _suffix(path)
@@ -355,6 +360,8 @@ def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequ
     if ext == ".npy" and not single:
         raise ValueError(".npy holds one array; save a list of layers as .npz, .safetensors or .pt")
     layers = [t.detach().cpu().contiguous() for t in layers]
+    # before atomic_write, so a missing package leaves no temporary file behind
+    st_torch = require("safetensors.torch", "io", "writing .safetensors files") if ext == ".safetensors" else None
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -367,9 +374,8 @@ def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequ
                                                                   for i, t in enumerate(layers)}
                 np.savez(f, **arrays)
             else:
-                from safetensors.torch import save as st_save
                 tensors = {key: layers[0]} if single else {f"{key}.{i}": t for i, t in enumerate(layers)}
-                f.write(st_save(tensors))
+                f.write(st_torch.save(tensors))
             f.flush()
             os.fsync(f.fileno())
 

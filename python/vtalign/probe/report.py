@@ -10,21 +10,43 @@ from typing import Callable
 import torch
 
 from vtalign._atomic import atomic_write, write_json, write_text  # noqa: F401  (re-exported)
+from vtalign._optional import MissingDependency, require
+
+
+PLOT_PURPOSE = "drawing plots"
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as e:  # pragma: no cover - matplotlib is in the dev and plot extras
-        raise RuntimeError("plots need matplotlib: pip install 'vtalign[plot]'") from e
+    """matplotlib.pyplot on the file-only Agg backend; MissingDependency without matplotlib."""
+    matplotlib = require("matplotlib", None, PLOT_PURPOSE)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    return require("matplotlib.pyplot", None, PLOT_PURPOSE, package="matplotlib")
+
+
+def plots_unavailable() -> MissingDependency | None:
+    """The error plotting would raise when matplotlib cannot be imported, else None.
+
+    Reports check this before writing anything, so the summaries are written
+    (and say whether plots follow) even on an install without matplotlib.
+    """
+    try:
+        _pyplot()
+    except MissingDependency as e:
+        return e
+    return None
+
+
+def skipped_plots_line(cmd: str, reason: str | MissingDependency) -> str:
+    """The one line a command prints when its summaries were written but its plots were not."""
+    return f"vtalign {cmd}: plots skipped (summaries written): {reason}"
 
 
 def heatmap_png(path: str, scores: torch.Tensor, best: tuple[int, int], *, names_a=None, names_b=None,
                 title: str = "", label_a: str = "A layer", label_b: str = "B layer") -> str:
-    """Heat map of a `[La, Lb]` score matrix with the best pair outlined."""
+    """Heat map of a `[La, Lb]` score matrix with the best pair outlined.
+
+    Raises MissingDependency (nothing written) when matplotlib cannot be imported.
+    """
     plt = _pyplot()
     s = scores.detach().double().cpu().numpy()
     la, lb = s.shape
@@ -48,7 +70,10 @@ def heatmap_png(path: str, scores: torch.Tensor, best: tuple[int, int], *, names
 def scaling_png(path: str, n_frames, n_captions, scores, predict: Callable | None = None, *,
                 title: str = "") -> str:
     """Alignment against frames, one curve per caption count, measured points and
-    (when `predict(n_frames, n_captions)` is given) the fitted law as lines."""
+    (when `predict(n_frames, n_captions)` is given) the fitted law as lines.
+
+    Raises MissingDependency (nothing written) when matplotlib cannot be imported.
+    """
     import numpy as np
 
     plt = _pyplot()

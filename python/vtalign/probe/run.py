@@ -19,7 +19,7 @@ from vtalign.probe.alignment import LayerAlignment, _result, prepare_layers
 from vtalign.probe.calibration import Calibration, calibrate_lists
 from vtalign.probe.features import open_features
 from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, all_pair_scores, check_metric
-from vtalign.probe.report import heatmap_png, write_json, write_text
+from vtalign.probe.report import heatmap_png, plots_unavailable, write_json, write_text
 
 
 def _file_id(path: str) -> str:
@@ -54,9 +54,13 @@ def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options
 
 @dataclass
 class ProbeResult:
+    """Scores per metric, calibration where asked, the files written, and why plots
+    were skipped (`plots_skipped`, the MissingDependency message) when they were."""
+
     results: dict[str, LayerAlignment]
     calibration: dict[str, Calibration] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    plots_skipped: str | None = None
 
     def to_dict(self) -> dict:
         d = {}
@@ -80,6 +84,8 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
 
     Features are streamed layer by layer from disk (memory-mapped where the
     format allows), so peak memory is about two layers plus the kNN lists.
+    With `out_dir` but no importable matplotlib, summary.json and summary.md are
+    still written and `plots_skipped` on the result says why the heat maps are not.
     """
     metrics = list(METRICS) if list(metrics) == ["all"] else list(metrics)
     for m in metrics:
@@ -113,7 +119,12 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
         ff_a.close()
         ff_b.close()
     if out_dir:
-        res.files = write_probe_report(res, out_dir, title=f"{os.path.basename(path_a)} x {os.path.basename(path_b)}")
+        # Without matplotlib the summaries are still the result the user asked for:
+        # write them and record why the heat maps are missing instead of failing.
+        no_plots = plots_unavailable()
+        res.plots_skipped = None if no_plots is None else str(no_plots)
+        res.files = write_probe_report(res, out_dir, title=f"{os.path.basename(path_a)} x {os.path.basename(path_b)}",
+                                       plots=no_plots is None)
     return res
 
 
@@ -129,10 +140,14 @@ def probe_markdown(res: ProbeResult, title: str) -> str:
     return "\n".join(parts)
 
 
-def write_probe_report(res: ProbeResult, out_dir: str, *, title: str) -> list[str]:
-    """summary.json, summary.md and one heat map per metric, all written atomically."""
+def write_probe_report(res: ProbeResult, out_dir: str, *, title: str, plots: bool = True) -> list[str]:
+    """summary.json, summary.md and (with `plots`) one heat map per metric, all
+    written atomically; the summaries come first, so they exist even when plotting
+    raises (MissingDependency without matplotlib). Returns the paths written."""
     files = [write_json(os.path.join(out_dir, "summary.json"), res.to_dict()),
              write_text(os.path.join(out_dir, "summary.md"), probe_markdown(res, title))]
+    if not plots:
+        return files
     for m, r in res.results.items():
         files.append(heatmap_png(os.path.join(out_dir, f"heatmap_{m}.png"), r.scores, r.best,
                                  names_a=r.names_a, names_b=r.names_b,
