@@ -1,7 +1,7 @@
 """Static GPU readiness table: every Triton kernel configuration compiled for
 sm_80 and sm_90 with no GPU present (registers, stack, shared memory, spills, MMA ops).
 
-`python -m benchmarks.run gpu_static`. The compile runs in a subprocess with
+`python -m vtalign.benchmarks.run gpu_static`. The compile runs in a subprocess with
 TRITON_INTERPRET unset, so the real @triton.jit kernels are compiled.
 """
 from __future__ import annotations
@@ -31,5 +31,5 @@ def format_rows(rows: list[dict]) -> str:
             + markdown_table(rows))
 
 
-def run(size: str = "full") -> str:
+def run(size: str = "full", progress=None) -> str:
     return format_rows(static_rows())

@@ -1,48 +1,37 @@
-"""kNN and all-layer-pair mutual kNN on the CPU, side by side with today's code.
+"""Exact cosine kNN and all-layer-pair mutual kNN on the CPU.
 
-`python -m benchmarks.run knn [--size small|full]`. Each timed path runs in the
-same process run (ratios are comparable); kNN at large N runs one fresh process
-per implementation so peak memory is that implementation's alone.
+`vtalign bench --suites knn`. Every method runs in fresh processes, alternated over
+rounds (benchmarks/README.md). Features are `randn` rows (norm ≈ √D, the scale encoder
+outputs come at); every method normalises them itself, inside the timed call.
+
+- Exact self-kNN of N rows: vtalign `cosine_knn` against faiss-cpu's exact
+  `IndexFlatIP` on normalised rows (k + 1 results, self dropped), and against the bare
+  products of the same sizes (the physical limit: any exact search computes them).
+- All layer pairs of two 13-layer stacks: vtalign `layerwise_alignment` against plain
+  torch done sensibly (one dense kNN per layer, dense masks, pairs by products). The
+  per-pair loop of platonic-rep is in the metrics suite.
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
+import os
+import tempfile
 
 import torch
 
-from benchmarks._measure import best_of, in_subprocess, record, reset_peak, rss_mib
+from ._measure import compare, ratio_stats, record_compared, time_calls, worker_main
 
 SIZES = {
-    "small": dict(pairs=dict(L=6, N=512, D=256, k=10), knn=dict(N=8000, D=256, k=10)),
-    "full": dict(pairs=dict(L=13, N=1024, D=768, k=10), knn=dict(N=50000, D=768, k=10)),
+    "small": dict(pairs=dict(L=6, N=512, D=256, k=10), knn=[dict(N=8000, D=256, k=10)]),
+    "full": dict(pairs=dict(L=13, N=1024, D=768, k=10), knn=[dict(N=20000, D=768, k=10),
+                                                             dict(N=50000, D=768, k=10)]),
 }
+SELF_LABELS = {"vtalign": "vtalign", "faiss": "faiss-cpu IndexFlatIP", "gemm": "bare GEMM"}
 
 
 # ---------------------------------------------------------------- baselines
-def per_pair_loop(fa: torch.Tensor, fb: torch.Tensor, k: int) -> torch.Tensor:
-    """platonic-rep's `compute_score` loop (re-implemented from its definition):
-    for every layer pair, normalise, dense Gram, argsort, dense masks."""
-    def nn(f):
-        return (f @ f.T).fill_diagonal_(-1e8).argsort(dim=1, descending=True)[:, :k]
-    n = fa.shape[0]
-    rows = torch.arange(n).unsqueeze(1)
-    out = torch.empty(fa.shape[1], fb.shape[1], dtype=torch.float64)
-    for i in range(fa.shape[1]):
-        for j in range(fb.shape[1]):
-            x = torch.nn.functional.normalize(fa[:, i], dim=-1)
-            y = torch.nn.functional.normalize(fb[:, j], dim=-1)
-            ma = torch.zeros(n, n)
-            mb = torch.zeros(n, n)
-            ma[rows, nn(x)] = 1.0
-            mb[rows, nn(y)] = 1.0
-            out[i, j] = float(((ma * mb).sum(1) / k).mean())
-    return out
-
-
 def once_per_layer(fa: torch.Tensor, fb: torch.Tensor, k: int) -> torch.Tensor:
-    """Plain torch done sensibly: one dense kNN per layer, dense masks, pairs by products."""
+    """Plain torch done sensibly: one dense kNN per layer, dense masks, pairs by products.
+    fa, fb: [N, L, D] -> [La, Lb] mutual kNN scores."""
     n = fa.shape[0]
     rows = torch.arange(n).unsqueeze(1)
 
@@ -64,112 +53,121 @@ def once_per_layer(fa: torch.Tensor, fb: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-# ------------------------------------------------------------ subprocess worker
-def _worker(impl: str, n: int, d: int, k: int) -> dict:
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(n, d, generator=gen)
-    x_mib = x.numel() * 4 / 2**20
+def _self_knn_fn(impl: str, x: torch.Tensor, k: int):
+    n, d = x.shape
     if impl == "vtalign":
         import vtalign
-        vtalign.cosine_knn(x[:256], k)  # first-call import cost is not the kernel's
-        fn = lambda: vtalign.cosine_knn(x, k)[1]  # noqa: E731
-    elif impl == "faiss":
+
+        return lambda: vtalign.cosine_knn(x, k)[1], lambda: vtalign.cosine_knn(x[:512], k)
+    if impl == "faiss":
         import faiss
         import numpy as np
 
-        def fn():
-            xn = torch.nn.functional.normalize(x, dim=-1).numpy()
+        def fn(rows=x):
+            xn = torch.nn.functional.normalize(rows, dim=-1).numpy()
             index = faiss.IndexFlatIP(d)
             index.add(xn)
             _, idx = index.search(xn, k + 1)
             return torch.from_numpy(idx[:, 1:].astype(np.int64))
-    elif impl == "gemm":
-        # the bare products of the same sizes, tiled as vtalign tiles them, no selection
+        return fn, lambda: fn(x[:512])
+    if impl == "gemm":
+        # the products of the same sizes, tiled as vtalign tiles them, no selection
         from vtalign.ops.knn import DEFAULT_WORKSPACE, _tile_side
 
-        def fn():
-            xn = torch.nn.functional.normalize(x, dim=-1)
-            side = _tile_side(n, 4, DEFAULT_WORKSPACE)
+        def gemm(rows=x):
+            xn = torch.nn.functional.normalize(rows, dim=-1)
+            m = rows.shape[0]
+            side = _tile_side(m, 4, DEFAULT_WORKSPACE)
             buf = torch.empty(side, side)
-            for i0 in range(0, n, side):
-                for j0 in range(0, n, side):
+            for i0 in range(0, m, side):
+                for j0 in range(0, m, side):
                     a, b = xn[i0:i0 + side], xn[j0:j0 + side]
                     torch.mm(a, b.T, out=buf[:a.shape[0], :b.shape[0]])
-            return None
+        return gemm, lambda: gemm(x[:512])
+    raise ValueError(impl)
+
+
+def worker(spec: dict) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    if spec["kind"] == "self":
+        x = torch.randn(spec["N"], spec["D"], generator=gen)
+        fn, warm = _self_knn_fn(spec["impl"], x, spec["k"])
+        kept = []
+        out = time_calls(lambda: kept.append(fn()), warmup=warm, reps=0)  # seconds a call: one timed call
+        if spec.get("save") and kept[-1] is not None:
+            torch.save(kept[-1], spec["save"])
+        return out
+    p = spec
+    fa = torch.randn(p["N"], p["L"], p["D"], generator=gen)
+    fb = torch.randn(p["N"], p["L"], p["D"], generator=gen)
+    if spec["impl"] == "vtalign":
+        from vtalign.probe import layerwise_alignment
+
+        fn = lambda: layerwise_alignment(fa, fb, k=p["k"])  # noqa: E731
     else:
-        raise ValueError(impl)
-    rss0, _ = rss_mib()
-    reset_peak()
-    t0 = time.perf_counter()
-    idx = fn()
-    dt = time.perf_counter() - t0
-    _, peak = rss_mib()
-    res = dict(impl=impl, seconds=dt, input_mib=x_mib, peak_extra_mib=peak - rss0)
-    if idx is not None:
-        torch.save(idx, f"/tmp/vtalign_bench_knn_{impl}.pt")
-    return res
+        fn = lambda: once_per_layer(fa, fb, p["k"])  # noqa: E731
+    return time_calls(fn)
 
 
 # --------------------------------------------------------------------- report
-def run(size: str = "full") -> str:
-    from vtalign.probe import layerwise_alignment
-
+def run(size: str = "full", progress=None) -> str:
     cfg = SIZES[size]
+    mod = __name__
     lines = []
     p = cfg["pairs"]
-    gen = torch.Generator().manual_seed(0)
-    fa = torch.randn(p["N"], p["L"], p["D"], generator=gen)
-    fb = torch.randn(p["N"], p["L"], p["D"], generator=gen)
-    t_vt = best_of(lambda: layerwise_alignment(fa, fb, k=p["k"]))
-    t_once = best_of(lambda: once_per_layer(fa, fb, p["k"]), repeat=2)
-    t_loop = best_of(lambda: per_pair_loop(fa, fb, p["k"]), repeat=1, warmup=0)
-    s_vt = layerwise_alignment(fa, fb, k=p["k"]).scores
     case = f"all-pairs mutual kNN {p['L']}x{p['L']}, N={p['N']}, D={p['D']}"
-    record("knn", case, "vtalign", t_vt)
-    record("knn", case, "per-pair loop (platonic-rep)", t_loop)
-    record("knn", case, "torch once per layer", t_once)
-    agree = float((s_vt[:2, :2] - per_pair_loop(fa[:, :2], fb[:, :2], p["k"])).abs().max())
-    lines += [f"## All-pairs mutual kNN: {p['L']}x{p['L']} layer pairs, N={p['N']}, D={p['D']}, k={p['k']}",
-              "", "| implementation | seconds | vtalign speed-up |", "|---|---|---|",
-              f"| per-pair loop (platonic-rep `compute_score`) | {t_loop:.3f} | **{t_loop / t_vt:.1f}x** |",
-              f"| torch, kNN once per layer + dense masks | {t_once:.3f} | **{t_once / t_vt:.1f}x** |",
-              f"| vtalign `layerwise_alignment` | {t_vt:.3f} | 1.0x |", "",
-              f"Max |score difference| vtalign vs per-pair loop on the first 2x2 pairs: {agree:.1e}.", ""]
+    res = compare(mod, {"vtalign": dict(kind="pairs", impl="vtalign", **p),
+                        "torch once per layer": dict(kind="pairs", impl="torch", **p)}, progress=progress)
+    st = record_compared("knn", case, res)
+    lines += [f"## All-pairs mutual kNN: {p['L']}x{p['L']} layer pairs, N={p['N']}, D={p['D']}, k={p['k']}", "",
+              _table(st, res)]
 
-    q = cfg["knn"]
-    rows = []
-    for impl in ("vtalign", "faiss", "gemm"):
+    for q in cfg["knn"]:
+        case = f"cosine kNN N={q['N']}, D={q['D']}, k={q['k']}"
+        tmp = tempfile.mkdtemp(prefix="vtalign-bench-knn-")
+        specs = {SELF_LABELS[i]: dict(kind="self", impl=i, save=os.path.join(tmp, f"{i}.pt"), **q)
+                 for i in ("vtalign", "faiss", "gemm")}
+        notes = []
         try:
-            rows.append(in_subprocess("benchmarks.bench_knn", impl, str(q["N"]), str(q["D"]), str(q["k"])))
-        except RuntimeError as e:
-            if impl == "faiss" and "No module named 'faiss'" in str(e):
-                lines.append("faiss-cpu is not installed (`pip install faiss-cpu`): its row is skipped.")
-                continue
-            raise
-    by = {r["impl"]: r for r in rows}
-    recall = None
-    if "faiss" in by:
-        a = torch.load("/tmp/vtalign_bench_knn_vtalign.pt", weights_only=True)
-        b = torch.load("/tmp/vtalign_bench_knn_faiss.pt", weights_only=True)
-        recall = float((a.unsqueeze(-1) == b.unsqueeze(-2)).any(-1).float().mean())
-    names = {"vtalign": "vtalign `cosine_knn` (C++ selection, symmetric tiles)",
-             "faiss": "faiss-cpu `IndexFlatIP` (exact)", "gemm": "bare tiled GEMM N x N x D (no selection)"}
-    case = f"cosine kNN N={q['N']}, D={q['D']}, k={q['k']}"
-    for r in rows:
-        record("knn", case, {"vtalign": "vtalign", "faiss": "faiss-cpu IndexFlatIP", "gemm": "bare GEMM"}[r["impl"]],
-               r["seconds"], peak_mib=r["peak_extra_mib"])
-    lines += [f"## Exact cosine kNN: N={q['N']}, D={q['D']}, k={q['k']} (float32, one fresh process each)", "",
-              "| implementation | seconds | peak memory over input (MiB) | vtalign speed-up |", "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {names[r['impl']]} | {r['seconds']:.2f} | {r['peak_extra_mib']:.0f} | "
-                     f"{r['seconds'] / by['vtalign']['seconds']:.2f}x |")
-    lines += ["", f"Input: {rows[0]['input_mib']:.0f} MiB. kNN time / bare GEMM time: "
-              f"**{by['vtalign']['seconds'] / by['gemm']['seconds']:.2f}** (a self-search reads each "
-              "off-diagonal tile twice, so it needs half the products)."]
-    if recall is not None:
-        lines.append(f"Neighbour agreement with faiss: {recall * 100:.3f}% of lists entries (float32 near-ties).")
-    return "\n".join(lines)
+            import faiss  # noqa: F401
+        except ImportError:
+            specs.pop(SELF_LABELS["faiss"])
+            notes.append("faiss-cpu is not installed (`pip install faiss-cpu`): its row is skipped.")
+        res = compare(mod, specs, progress=progress)
+        st = record_compared("knn", case, res, floors=("bare GEMM",))
+        lines += ["", f"## Exact cosine kNN: N={q['N']:,}, D={q['D']}, k={q['k']} (float32)", "",
+                  _table(st, res, floors=("bare GEMM",)), ""]
+        lines += [f"Input: {q['N'] * q['D'] * 4 / 2**20:.0f} MiB. The bare GEMM row times the N x N x D products "
+                  "alone; a self-search needs only half of them (each off-diagonal tile serves both of its "
+                  "blocks), so vtalign can beat it."]
+        a, b = os.path.join(tmp, "vtalign.pt"), os.path.join(tmp, "faiss.pt")
+        if os.path.exists(a) and os.path.exists(b):
+            ia, ib = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+            agree = float((ia.unsqueeze(-1) == ib.unsqueeze(-2)).any(-1).float().mean())
+            lines.append(f"Neighbour agreement with faiss: {agree * 100:.3f}% of list entries (float32 near-ties).")
+        for f in os.listdir(tmp):
+            os.remove(os.path.join(tmp, f))
+        os.rmdir(tmp)
+        lines += notes
+    return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--worker":
-    print(json.dumps(_worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
+def _table(st: dict[str, dict], res: dict[str, dict], floors: tuple[str, ...] = ()) -> str:
+    """Median time (min–max) per method, and each other method's time over vtalign's."""
+    base = st.get("vtalign")
+    out = ["| implementation | seconds, median (min–max) | rounds | peak extra MiB | time / vtalign's, "
+           "median (min–max) |", "|---|---|---|---|---|"]
+    for label, s in st.items():
+        r = ratio_stats(s["times"], base["times"]) if base and label != "vtalign" else None
+        rr = f"**{r['median']:.2f}x** ({r['min']:.2f}–{r['max']:.2f})" if r else "1"
+        if label in floors and r:
+            rr += " (a floor)"
+        peak = "" if s["peak_mib"] is None else f"{s['peak_mib']:.0f}"
+        out.append(f"| {label} | {s['seconds']:.3g} ({s['seconds_min']:.3g}–{s['seconds_max']:.3g}) | "
+                   f"{s['rounds']} | {peak} | {rr} |")
+    out += [f"| {label} | failed: {r['error']} | | | |" for label, r in res.items() if r["error"]]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    worker_main(worker)

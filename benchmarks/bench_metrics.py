@@ -1,5 +1,5 @@
 """All seven alignment metrics over every layer pair: vtalign vs platonic-rep's
-per-pair loop (`python -m benchmarks.run metrics [--size small|full]`).
+per-pair loop (`vtalign bench --suites metrics`).
 
 The baseline is platonic-rep's `compute_score` loop re-implemented here from
 its definitions (github.com/minyoungg/platonic-rep, `metrics.py`): for every
@@ -10,18 +10,23 @@ distance (torchaudio's `edit_distance` is a Python loop too). Every pair costs
 the same (same shapes), so the baseline is timed on a subset of pairs and
 scaled to all La x Lb pairs; the table says how many pairs were timed. vtalign
 is timed on all pairs, and both sides' scores are compared on the timed pairs.
+
+Each method runs in fresh processes alternated over rounds (benchmarks/README.md); one
+worker times every metric of its method. Features: tanh of a shared latent plus noise
+(entries in (-1, 1)); both sides normalise rows inside the timed call.
 """
 from __future__ import annotations
 
 import os
-import time
+import statistics
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks._measure import record
 from vtalign.probe.alignment import layerwise_alignment, layerwise_alignments
 from vtalign.probe.metrics import METRICS
+
+from ._measure import compare, ratio_stats, record_compared, time_calls, worker_main
 
 SIZES = {"small": dict(n=256, layers=4, dim=64, k=10, pairs=4),
          "full": dict(n=1024, layers=13, dim=768, k=10, pairs=6)}
@@ -137,48 +142,78 @@ def _data(n, layers, dim, seed=0):
     return stack(), stack()
 
 
-def _timed(fn):
-    """(result, wall seconds, CPU seconds of this process over all its threads)."""
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
+def _pairs(L: int, P: int) -> list[tuple[int, int]]:
+    return [(i, (i * 5 + 3) % L) for i in range(0, L, max(1, L // P))][:P]
 
 
-def run(size: str) -> str:
-    cfg = SIZES[size]
+ALL = "all seven"
+
+
+def worker(spec: dict) -> dict:
+    """Every metric of one method (and, for vtalign, all seven sharing the kNN lists)."""
+    cfg = SIZES[spec["size"]]
     n, L, D, k, P = cfg["n"], cfg["layers"], cfg["dim"], cfg["k"], cfg["pairs"]
     xa, xb = _data(n, L, D)
-    pairs = [(i, (i * 5 + 3) % L) for i in range(0, L, max(1, L // P))][:P]
+    pairs = _pairs(L, P)
     scale = L * L / len(pairs)
+    cases, scores = {}, {}
+    if spec["impl"] == "vtalign":
+        layerwise_alignment(xa[:64, :2], xb[:64, :2], k=k)  # imports, thread pools
+        for m in METRICS:
+            kept = []
+            cases[m] = time_calls(lambda: kept.append(layerwise_alignment(xa, xb, metric=m, k=k).scores))
+            scores[m] = [float(kept[-1][i, j]) for i, j in pairs]
+        cases[ALL] = time_calls(lambda: layerwise_alignments(xa, xb, METRICS, k=k))
+    else:
+        for m in METRICS:
+            kept = []
+            t = time_calls(lambda: kept.append([_baseline_pair(m, xa, xb, i, j, k) for i, j in pairs]),
+                           warmup=lambda: _baseline_pair(m, xa[:64], xb[:64], 0, 1, k), reps=1)
+            # every pair has the same shapes: the timed subset scales to all La x Lb pairs
+            cases[m] = {**t, "seconds": t["seconds"] * scale, "cpu_s": t["cpu_s"] * scale}
+            scores[m] = kept[-1]
+        cases[ALL] = dict(seconds=sum(cases[m]["seconds"] for m in METRICS),
+                          cpu_s=sum(cases[m]["cpu_s"] for m in METRICS), reps=1, peak_mib=None)
+    # the shortest case decides how many rounds `compare` runs
+    return dict(cases=cases, scores=scores, seconds=min(c["seconds"] for c in cases.values()))
 
-    layerwise_alignment(xa[:64, :2], xb[:64, :2], k=k)  # warm-up: imports, thread pools
-    _, all_wall, all_cpu = _timed(lambda: layerwise_alignments(xa, xb, METRICS, k=k))
 
-    rows = []
-    base_wall = base_cpu = 0.0
-    for m in METRICS:
-        ours, o_wall, o_cpu = _timed(lambda: layerwise_alignment(xa, xb, metric=m, k=k).scores)
-        base, b_wall, b_cpu = _timed(lambda: [_baseline_pair(m, xa, xb, i, j, k) for i, j in pairs])
-        b_wall, b_cpu = b_wall * scale, b_cpu * scale
-        base_wall += b_wall
-        base_cpu += b_cpu
-        diff = max(abs(v - float(ours[i, j])) for v, (i, j) in zip(base, pairs))
+def run(size: str = "full", progress=None) -> str:
+    cfg = SIZES[size]
+    n, L, D, k, P = cfg["n"], cfg["layers"], cfg["dim"], cfg["k"], cfg["pairs"]
+    base_label = "per-pair loop (platonic-rep)"
+    res = compare(__name__, {"vtalign": dict(impl="vtalign", size=size),
+                             base_label: dict(impl="platonic", size=size)}, progress=progress)
+    for label, r in res.items():
+        if r["error"]:
+            raise RuntimeError(f"metrics worker {label} {r['error']}")
+    threads = res["vtalign"]["runs"][0]["threads"]
+    lines = [f"N = {n}, {L} x {L} layer pairs, D = {D}, k = {k}, float32 features, CPU.",
+             f"Baseline: platonic-rep's per-pair loop, timed on {len(_pairs(L, P))} pairs and scaled by "
+             f"{L * L}/{len(_pairs(L, P))} (every pair has the same shapes). vtalign: all pairs, timed.",
+             f"Threads: {threads}.", "",
+             "| metric | platonic-rep s, median (min–max) | vtalign s, median (min–max) | rounds | "
+             "speed-up, median (min–max) | CPU-time ratio | max abs score diff |",
+             "|---|---|---|---|---|---|---|"]
+    for m in [*METRICS, ALL]:
+        per = {label: {"runs": [{**run_["cases"][m], "threads": run_["threads"]} for run_ in r["runs"]],
+                       "error": None} for label, r in res.items()}
         case = f"{m} {L}x{L}, N={n}, D={D}"
-        record("metrics", case, "vtalign", o_wall)
-        record("metrics", case, "per-pair loop (platonic-rep)", b_wall)
-        rows.append(f"| {m} | {b_cpu:.1f} | {o_cpu:.2f} | **{b_cpu / o_cpu:.0f}x** | {b_wall:.1f} | {o_wall:.2f} | "
-                    f"{b_wall / o_wall:.0f}x | {diff:.1e} |")
-    head = [f"N = {n}, {L} x {L} layer pairs, D = {D}, k = {k}, float32 features, CPU.",
-            f"Baseline: platonic-rep's per-pair loop, timed on {len(pairs)} pairs and scaled by "
-            f"{L * L}/{len(pairs)} (every pair has the same shapes). vtalign: all pairs, timed.",
-            "CPU = process CPU seconds over all threads (steadier than wall time on a shared machine). "
-            f"Threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.",
-            "",
-            "| metric | platonic-rep CPU s | vtalign CPU s | CPU ratio | platonic-rep wall s | vtalign wall s "
-            "| wall ratio | max abs diff on timed pairs |",
-            "|---|---|---|---|---|---|---|---|"]
-    record("metrics", f"all seven {L}x{L}, N={n}, D={D}", "vtalign", all_wall)
-    record("metrics", f"all seven {L}x{L}, N={n}, D={D}", "per-pair loop (platonic-rep)", base_wall)
-    tail = [f"| **all seven** (vtalign shares the kNN lists) | {base_cpu:.1f} | {all_cpu:.2f} | "
-            f"**{base_cpu / all_cpu:.0f}x** | {base_wall:.1f} | {all_wall:.2f} | {base_wall / all_wall:.0f}x | |"]
-    return "\n".join(head + rows + tail)
+        st = record_compared("metrics", case, per)
+        v, b = st["vtalign"], st[base_label]
+        rs = ratio_stats(b["times"], v["times"])
+        cpu = (statistics.median(x["cpu_s"] for x in per[base_label]["runs"])
+               / statistics.median(x["cpu_s"] for x in per["vtalign"]["runs"]))
+        if m == ALL:
+            diff = ""
+        else:
+            ours, theirs = res["vtalign"]["runs"][0]["scores"][m], res[base_label]["runs"][0]["scores"][m]
+            diff = f"{max(abs(a - c) for a, c in zip(ours, theirs)):.1e}"
+        lines.append(f"| {m} | {b['seconds']:.3g} ({b['seconds_min']:.3g}–{b['seconds_max']:.3g}) | "
+                     f"{v['seconds']:.3g} ({v['seconds_min']:.3g}–{v['seconds_max']:.3g}) | {v['rounds']} | "
+                     f"**{rs['median']:.1f}x** ({rs['min']:.1f}–{rs['max']:.1f}) | {cpu:.1f}x | {diff} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    worker_main(worker)

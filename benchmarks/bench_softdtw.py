@@ -1,64 +1,36 @@
-"""Soft-DTW on the CPU: vtalign (C++) vs tslearn's SoftDTWLossPyTorch and pysdtw.
+"""Soft-DTW on the CPU: vtalign (C++) vs pysdtw and tslearn's SoftDTWLossPyTorch.
 
-`python -m benchmarks.run softdtw [--size small|full]`.
-
-Every measurement runs in a fresh subprocess (`python -m benchmarks.bench_softdtw
---worker SPEC`) so that its peak RSS (`resource.getrusage(...).ru_maxrss`) belongs to
-it alone: the worker builds the inputs, warms the method up on a tiny problem of the
-same dtype (numba compiles there), reads its current RSS as the baseline, runs one
-forward+backward on the real problem and reports peak − baseline as the op's extra
-memory; then it times `reps` more forward+backward passes and keeps the fastest. The
-full size runs each method in several such workers, in rounds that alternate the
-methods, and keeps the fastest time and the largest peak.
+`vtalign bench --suites softdtw`. Every method runs in fresh processes alternated over
+rounds (benchmarks/README.md): a worker builds the inputs, warms the method up on a tiny
+problem of the same dtype (numba compiles there), measures the peak memory of one
+forward+backward on the real problem over its RSS just before, then times more calls
+and reports their median.
 
 Forward+backward = `loss = f(x, y).sum(); loss.backward()` with x requiring grad,
-squared Euclidean cost, γ = 1, all cores (torch and numba defaults). ns/cell is the
-wall time over B·N·M DP cells (forward and backward together, cost GEMMs included).
-Memory budget (issue 3): peak extra ≤ 4·B·N·M·(bytes per element) + 64 MiB.
+squared Euclidean cost, γ = 1, all cores (torch and numba defaults). Rows come at two
+scales: unit norm (`randn / √D`) and raw `randn` (norm ≈ √D = 8, as encoder outputs
+come); the costs, and so the soft-min's dynamic range, grow with the scale. ns/cell is
+the wall time over B·N·M DP cells (forward and backward together, cost GEMMs included).
+Memory budget: peak extra ≤ 4·B·N·M·(bytes per element) + 64 MiB.
 
-The "GEMMs only" row times, in the same protocol, just the two dense products a
-GEMM-based gradient w.r.t. x needs (x·yᵀ for the cost, E·y for the gradient) with
-torch's bmm: the best peer's time over it bounds the speed-up that any such
-soft-DTW could reach here, however fast its DP.
+The "GEMMs only" row times just the two dense products a GEMM-based gradient w.r.t. x
+needs (x·yᵀ for the cost, E·y for the gradient) with torch's bmm: the physical limit of
+this step here, however fast its DP.
 """
 from __future__ import annotations
 
-import json
 import os
-import resource
-import subprocess
-import sys
-import time
 
-from benchmarks._measure import record
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from ._measure import compare, ratio_stats, record_compared, time_calls, worker_main
 
 SIZES = {
-    "small": dict(dp=[(4, 64, 64, 16)], pairwise=(8, 8, 16, 16, 16), reps=2),
-    "full": dict(dp=[(32, 256, 256, 64), (4, 2048, 2048, 64)], pairwise=(64, 64, 32, 32, 64), reps=3,
-                 short_reps=10, rounds=3),
+    "small": dict(dp=[(4, 64, 64, 16, ("unit", "raw"))], pairwise=(8, 8, 16, 16, 16)),
+    "full": dict(dp=[(32, 256, 256, 64, ("unit", "raw")), (4, 2048, 2048, 64, ("unit",))],
+                 pairwise=(64, 64, 32, 32, 64)),
 }
 METHODS = ("vtalign", "pysdtw", "tslearn")
-# Not an implementation: the time of the dense products in vtalign's step alone, which
-# bounds the speed-up any GEMM-based soft-DTW can reach on this machine.
+# Not an implementation: the dense products of vtalign's step alone, the physical limit.
 FLOOR = "GEMMs only"
-# Idle OpenMP workers (torch's, numba's and ours share one libgomp) spin by default; on
-# a shared machine a spinning worker burns the time slice another runnable thread
-# needs, which inflates every method's time many-fold. Workers therefore sleep when
-# idle unless the caller sets OMP_WAIT_POLICY itself (the report states the policy).
-WAIT_POLICY = "passive"
-
-
-# ------------------------------------------------------------------ worker side
-def _rss_now() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _make_fn(method: str, gamma: float):
@@ -109,8 +81,9 @@ def worker(spec: dict) -> dict:
     dtype = getattr(torch, spec["dtype"])
     g = torch.Generator().manual_seed(0)
     B1, B2, N, M, D = spec["B1"], spec["B2"], spec["N"], spec["M"], spec["D"]
-    x = (torch.randn(B1, N, D, generator=g, dtype=torch.float64) / D ** 0.5).to(dtype)
-    y = (torch.randn(B2, M, D, generator=g, dtype=torch.float64) / D ** 0.5).to(dtype)
+    div = D ** 0.5 if spec.get("scale", "unit") == "unit" else 1.0
+    x = (torch.randn(B1, N, D, generator=g, dtype=torch.float64) / div).to(dtype)
+    y = (torch.randn(B2, M, D, generator=g, dtype=torch.float64) / div).to(dtype)
     if spec["method"] == FLOOR:
         # The products a GEMM-based gradient w.r.t. x cannot avoid: the cost's x·yᵀ and E·y
         # (E [B, N, M] is a stand-in alignment). torch's bmm on the same threads.
@@ -129,19 +102,8 @@ def worker(spec: dict) -> dict:
             loss.backward()
             return float(loss.detach())
 
-    step(x[:2, :8].contiguous(), y[:2, :8].contiguous())  # warm-up / JIT on a tiny problem
-    base = _rss_now()
-    t = time.perf_counter()
-    step(x, y)
-    first = time.perf_counter() - t
-    extra = max(0, _peak() - base)
-    times, cpus = [first], []
-    for _ in range(spec["reps"]):
-        t, c = time.perf_counter(), time.process_time()
-        step(x, y)
-        times.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return {"time": min(times), "cpu": min(cpus) if cpus else float("nan"), "extra": extra}
+    xs, ys = x[:2, :8].contiguous(), y[:2, :8].contiguous()
+    return time_calls(lambda: step(x, y), warmup=lambda: step(xs, ys), reps=spec.get("reps"))
 
 
 # ------------------------------------------------------------------ driver side
@@ -156,20 +118,6 @@ def _available(method: str) -> str | None:
     return None
 
 
-def _measure(spec: dict, timeout: float = 900) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_softdtw", "--worker", json.dumps(spec)]
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
-    try:
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if out.returncode != 0:
-        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": f"failed: {tail[:160]}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def _skip_reason(method: str, B: int, N: int, M: int, D: int, itemsize: int) -> str | None:
     why = _available(method)
     if why:
@@ -182,102 +130,78 @@ def _skip_reason(method: str, B: int, N: int, M: int, D: int, itemsize: int) -> 
     return None
 
 
-def _merge(old: dict | None, new: dict) -> dict:
-    """Two measurements of one method -> the fastest time and CPU time, the largest peak."""
-    if old is None or "error" in new:
-        return new if old is None or "error" in old else old
-    if "error" in old:
-        return new
-    return {"time": min(old["time"], new["time"]), "cpu": min(old["cpu"], new["cpu"]),
-            "extra": max(old["extra"], new["extra"])}
+def _r(st: dict, label: str, base: str) -> dict | None:
+    if label == base or label not in st or base not in st:
+        return None
+    return ratio_stats(st[label]["times"], st[base]["times"])
 
 
-def run(size: str = "full") -> str:
+def run(size: str = "full", progress=None) -> str:
     cfg = SIZES[size]
-    reps, rounds = cfg["reps"], cfg.get("rounds", 1)
-    policy = os.environ.get("OMP_WAIT_POLICY", WAIT_POLICY)
-    load = os.getloadavg()[0]
-    lines = [f"OMP_WAIT_POLICY={policy} in every worker; load average at start {load:.1f} "
-             f"on {os.cpu_count()} cores.", "",
-             "Forward+backward (x requires grad), squared Euclidean cost, γ = 1. Time is the fastest "
-             f"of the runs, over {rounds} round(s) that alternate the methods (tslearn: one run); "
-             "ns/cell = time / (B·N·M); peak = peak RSS of a fresh process over its RSS just before "
-             "the call (inputs already allocated), the largest over the rounds; "
-             "budget = 4·B·N·M·bytes + 64 MiB.",
-             "",
-             "CPU time is the process's (all threads) for the fastest timed run.", "",
-             "| B | N = M | D | dtype | method | time (ms) | CPU time (ms) | ns/cell | peak extra (MiB) | "
-             "within budget | speed-up vs fastest peer (time / CPU time) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    mod = __name__
+    policy = os.environ.get("OMP_WAIT_POLICY", "passive")
+    lines = [f"OMP_WAIT_POLICY={policy} in every worker of every method.", "",
+             "Forward+backward (x requires grad), squared Euclidean cost, γ = 1. Time: median over rounds of "
+             "each worker's median call (tslearn, at seconds a call, runs in the first round only); "
+             "speed-up: the peer's time over vtalign's in the same round, median (min–max); ns/cell = "
+             "time / (B·N·M); peak = peak RSS over the RSS just before the call (inputs allocated), the "
+             "largest over the rounds; budget = 4·B·N·M·bytes + 64 MiB.", "",
+             "| B | N = M | D | rows | dtype | method | ms, median (min–max) | rounds | ns/cell | peak extra (MiB) | "
+             "within budget | peer time / vtalign time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
-    for (B, N, M, D) in cfg["dp"]:
-        for dt, item in (("float32", 4), ("float64", 8)):
-            res = {}
-            todo = []
-            for method in METHODS:
-                why = _skip_reason(method, B, N, M, D, item)
-                if why:
-                    notes.append(f"{method} at B={B}, N=M={N}, {dt}: {why}")
-                else:
-                    todo.append(method)
-            # Rounds alternate the methods (a fresh worker each), so the slow drifts of a
-            # shared VM reach every method alike; a round's repeats give the fastest-of,
-            # more for sub-second runs (tslearn, at seconds per run, runs once).
-            todo.append(FLOOR)
-            for _ in range(rounds):
-                for method in todo:
-                    if method == "tslearn" and method in res:
+    for (B, N, M, D, scales) in cfg["dp"]:
+        for scale in scales:
+            for dt, item in (("float32", 4), ("float64", 8)):
+                methods = {}
+                for method in METHODS:
+                    why = _skip_reason(method, B, N, M, D, item)
+                    if why:
+                        notes.append(f"{method} at B={B}, N=M={N}, {dt}: {why}")
+                    else:
+                        methods[method] = dict(method=method, dtype=dt, B1=B, B2=B, N=N, M=M, D=D, scale=scale)
+                methods[FLOOR] = dict(method=FLOOR, dtype=dt, B1=B, B2=B, N=N, M=M, D=D, scale=scale)
+                res = compare(mod, methods, once=("tslearn",), progress=progress)
+                case = f"fwd+bwd B={B} N=M={N} D={D} {dt}" + (" raw-scale rows" if scale == "raw" else "")
+                st = record_compared("softdtw", case, res, floors=(FLOOR,))
+                budget = 4 * B * N * M * item + (64 << 20)
+                for method, r in res.items():
+                    if r["error"]:
+                        notes.append(f"{method} at B={B}, N=M={N}, {dt}, {scale}: {r['error']}")
                         continue
-                    r = (cfg.get("short_reps", reps) if N <= 512 else reps) if method != "tslearn" else 1
-                    res[method] = _merge(res.get(method), _measure(dict(method=method, dtype=dt, B1=B, B2=B,
-                                                                        N=N, M=M, D=D, reps=r)))
-            peers = [res[m] for m in ("pysdtw", "tslearn") if m in res and "time" in res[m]]
-            best = min(p["time"] for p in peers) if peers else None
-            best_cpu = min(p["cpu"] for p in peers) if peers else None
-            budget = 4 * B * N * M * item + (64 << 20)
-            for method, r in res.items():
-                if "error" in r:
-                    notes.append(f"{method} at B={B}, N=M={N}, {dt}: {r['error']}")
-                    continue
-                cells = B * N * M
-                speed = (f"{best / r['time']:.1f}× / {best_cpu / r['cpu']:.1f}×"
-                         if (best and method == "vtalign") else "")
-                if method == FLOOR:  # what a step made of these products alone would reach
-                    speed = f"bound: {best / r['time']:.1f}× / {best_cpu / r['cpu']:.1f}×" if best else ""
-                ok = "yes" if r["extra"] <= budget else "no"
-                if method != FLOOR:
-                    record("softdtw", f"fwd+bwd B={B} N=M={N} D={D} {dt}", method, r["time"],
-                           peak_mib=r["extra"] / 2**20)
-                lines.append(f"| {B} | {N} | {D} | {dt} | {method} | {r['time'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | "
-                             f"{r['time'] / cells * 1e9:.1f} | {'' if method == FLOOR else round(r['extra'] / 2**20)} | "
-                             f"{ok if method == 'vtalign' else ''} | {speed} |")
+                    s = st[method]
+                    rs = _r(st, "vtalign", FLOOR) if method == FLOOR else _r(st, method, "vtalign")
+                    sp = f"{rs['median']:.1f}× ({rs['min']:.1f}–{rs['max']:.1f})" if rs else ""
+                    if method == FLOOR and rs:
+                        sp = f"the limit: vtalign takes {sp} its time"
+                    peak = "" if method == FLOOR else round(s["peak_mib"])
+                    ok = ("yes" if s["peak_mib"] * 2**20 <= budget else "no") if method == "vtalign" else ""
+                    lines.append(f"| {B} | {N} | {D} | {scale} | {dt} | {method} | {s['seconds'] * 1e3:.1f} "
+                                 f"({s['seconds_min'] * 1e3:.1f}–{s['seconds_max'] * 1e3:.1f}) | {s['rounds']} | "
+                                 f"{s['seconds'] / (B * N * M) * 1e9:.1f} | {peak} | {ok} | {sp} |")
     B1, B2, N, M, D = cfg["pairwise"]
-    lines += ["", f"All pairs, B1 = {B1}, B2 = {B2}, N = M = {N}, D = {D}, float32, forward+backward:", "",
-              "| method | time (ms) | speed-up of soft_dtw_pairwise |", "|---|---|---|"]
-    pres = {}
+    lines += ["", f"All pairs, B1 = {B1}, B2 = {B2}, N = M = {N}, D = {D}, unit rows, float32, forward+backward:", "",
+              "| method | ms, median (min–max) | rounds | time / soft_dtw_pairwise's |", "|---|---|---|---|"]
+    methods = {}
     for method in ("vtalign-pairwise", "vtalign-loop", "pysdtw-expanded"):
         why = _available(method)
         if why:
             notes.append(f"{method}: {why}")
             continue
-        pres[method] = _measure(dict(method=method, dtype="float32", B1=B1, B2=B2, N=N, M=M, D=D,
-                                     reps=1 if method == "vtalign-loop" else reps))
-    base = pres.get("vtalign-pairwise", {}).get("time")
-    for method, r in pres.items():
-        if "error" in r:
-            notes.append(f"{method}: {r['error']}")
-            continue
-        sp = f"{r['time'] / base:.1f}×" if base and method != "vtalign-pairwise" else ""
-        record("softdtw", f"pairwise B1=B2={B1} N=M={N} D={D}", "vtalign" if method == "vtalign-pairwise" else method,
-               r["time"])
-        lines.append(f"| {method} | {r['time'] * 1e3:.1f} | {sp} |")
+        label = "vtalign" if method == "vtalign-pairwise" else method
+        methods[label] = dict(method=method, dtype="float32", B1=B1, B2=B2, N=N, M=M, D=D)
+    res = compare(mod, methods, progress=progress)
+    st = record_compared("softdtw", f"pairwise B1=B2={B1} N=M={N} D={D}", res)
+    for label, s in st.items():
+        rs = _r(st, label, "vtalign")
+        sp = f"{rs['median']:.1f}× ({rs['min']:.1f}–{rs['max']:.1f})" if rs else ""
+        lines.append(f"| {label} | {s['seconds'] * 1e3:.1f} ({s['seconds_min'] * 1e3:.1f}–{s['seconds_max'] * 1e3:.1f}) "
+                     f"| {s['rounds']} | {sp} |")
+    notes += [f"{label}: {r['error']}" for label, r in res.items() if r["error"]]
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(json.loads(sys.argv[2]))))
-    else:
-        print(run(sys.argv[1] if len(sys.argv) > 1 else "small"))
+    worker_main(worker)

@@ -1,37 +1,46 @@
-"""Regenerate the README's performance section from a `vtalign bench` results.json.
+"""Regenerate the README's performance section from one `vtalign bench` results.json.
 
-    python -m benchmarks.readme [benchmarks/results/results.json] [README.md]
+    python -m vtalign.benchmarks.readme [benchmarks/results/results.json] [README.md] [--allow-busy]
 
 Everything between the `<!-- perf:start -->` and `<!-- perf:end -->` markers is
-replaced; the numbers are never copied by hand.
+replaced; the numbers are never copied by hand. A run marked busy (another process
+used the machine during a suite) is refused unless `--allow-busy`.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import sys
 
-from benchmarks.report import suite_commands
-from benchmarks.run import write_atomic
+from .run import write_atomic
 
 START, END = "<!-- perf:start -->", "<!-- perf:end -->"
 
 
+def _ratio(r: dict) -> str:
+    return f"**{r['speedup']:.2f}x** ({r['speedup_min']:.2f}–{r['speedup_max']:.2f})"
+
+
 def section(res: dict) -> str:
-    sp = res["speedups"]
-    by_cmd: dict[str, list[str]] = {}
-    for suite, cmd in sorted(suite_commands(res).items()):
-        by_cmd.setdefault(cmd, []).append(suite)
-    how = "; ".join(f"`{cmd}` ({', '.join(s)})" for cmd, s in by_cmd.items())
-    lines = [f"Measured on {res['machine']} ({res['size']} sizes) by {how}. Speed-up = the other "
-             "implementation's time / vtalign's time, side by side in one run.", "",
+    threads = res.get("threads") or {}
+    lines = [f"Measured on {res['machine']} ({res['size']} sizes) by `{res['command']}`, one run, every "
+             f"method in its own fresh processes, alternated over rounds (3, or 5 where vtalign takes under a "
+             f"second); OMP_WAIT_POLICY={res.get('omp_wait_policy')} and {threads.get('torch', '?')} threads "
+             "for every method. Speed-up = the other implementation's time / vtalign's in the same round: "
+             "median (min–max) over the rounds. Protocol: [benchmarks/README.md](benchmarks/README.md).", "",
              "| suite | case | compared with | vtalign (s) | other (s) | speed-up |", "|---|---|---|---|---|---|"]
-    for r in sp:
+    for r in res["speedups"]:
         lines.append(f"| {r['suite']} | {r['case']} | {r['impl']} | {r['vtalign_s']:.3g} | {r['other_s']:.3g} | "
-                     f"**{r['speedup']:.2f}x** |")
-    mem = [r for r in res["rows"] if r.get("peak_mib") is not None]
+                     f"{_ratio(r)} |")
+    if res.get("limits"):
+        lines += ["", "Against the physical limit: vtalign's time over the bare products of the same sizes "
+                      "(torch's GEMM, no selection or DP); below 1 where vtalign needs fewer products.", "",
+                  "| suite | case | limit | vtalign (s) | limit (s) | vtalign / limit |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['suite']} | {r['case']} | {r['impl']} | {r['vtalign_s']:.3g} | {r['other_s']:.3g} | "
+                  f"{_ratio(r)} |" for r in res["limits"]]
+    mem = [r for r in res["rows"] if r.get("peak_mib") is not None and r.get("role", "method") == "method"]
     if mem:
-        lines += ["", "Peak memory above the inputs (MiB, fresh process per row):", "",
+        lines += ["", "Peak memory above the inputs (MiB, fresh process per row, largest over the rounds):", "",
                   "| suite | case | implementation | peak MiB |", "|---|---|---|---|"]
         lines += [f"| {r['suite']} | {r['case']} | {r['impl']} | {r['peak_mib']:.0f} |" for r in mem]
     st = res.get("static", [])
@@ -45,19 +54,30 @@ def section(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    src = argv[0] if argv else os.path.join("benchmarks", "results", "results.json")
-    readme = argv[1] if len(argv) > 1 else "README.md"
-    with open(src) as f:
+    p = argparse.ArgumentParser(prog="python -m vtalign.benchmarks.readme")
+    p.add_argument("results", nargs="?", default="benchmarks/results/results.json")
+    p.add_argument("readme", nargs="?", default="README.md")
+    p.add_argument("--allow-busy", action="store_true", help="publish a run made while the machine was busy")
+    args = p.parse_args(argv)
+    with open(args.results) as f:
         res = json.load(f)
-    with open(readme) as f:
+    if res.get("busy") and not args.allow_busy:
+        busy = [n for n, ld in res.get("load", {}).items() if ld.get("busy")]
+        print(f"{args.results}: suites {busy} ran while other processes used the machine; re-run on an idle "
+              "machine (or pass --allow-busy)", file=sys.stderr)
+        return 2
+    if "speedups" not in res or res["speedups"] and "speedup_min" not in res["speedups"][0]:
+        print(f"{args.results} predates the per-round protocol; re-run `vtalign bench --size full`", file=sys.stderr)
+        return 2
+    with open(args.readme) as f:
         text = f.read()
     if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
+        print(f"{args.readme} has no {START} ... {END} markers", file=sys.stderr)
+        return 2
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    write_atomic(readme, head + START + "\n" + section(res) + "\n" + END + tail)
-    print(f"updated {readme} from {src}")
+    write_atomic(args.readme, head + START + "\n" + section(res) + "\n" + END + tail)
+    print(f"updated {args.readme} from {args.results}")
     return 0
 
 

@@ -1,12 +1,12 @@
 """`vtalign bench`: every benchmark suite, the static GPU table and the H100 cost
-model in one report.
+model in one report, from one run.
 
-    python -m benchmarks.report [--size small|full] [--out bench] [--compare OLD.json] [--suites ...]
+    vtalign bench [--size small|full] [--out bench] [--compare OLD.json] [--suites ...]
 
 Writes OUT/report.md, OUT/NAME.md per suite, OUT/results.json (machine, versions,
-exact command, the command that measured each suite, every measured row) and
-OUT/speedup_<suite>.png. `--compare OLD.json` prints what got faster or slower
-since an earlier results.json.
+exact command, thread settings, the load on the machine around each suite, every
+measured row with its per-round times) and OUT/speedup_<suite>.png. `--compare
+OLD.json` prints what got faster or slower since an earlier results.json.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import shlex
 import sys
 import time
 
-from benchmarks import _measure
-from benchmarks.run import SUITES, machine, suite_report, write_atomic
+from . import _measure
+from .run import SUITES, machine, suite_module, suite_report, write_atomic
 
 # H100 SXM5 dense peaks (NVIDIA H100 datasheet): the floors below are what a
 # kernel could reach at 100% of one unit, i.e. lower bounds, not predictions.
@@ -61,15 +61,20 @@ def _table(rows: list[dict], cols: list[str], fmt=None) -> str:
     return "\n".join(out)
 
 
-def speedups(rows: list[dict]) -> list[dict]:
-    """For each (suite, case), every other implementation's seconds over vtalign's."""
-    base = {(r["suite"], r["case"]): r["seconds"] for r in rows if r["impl"] == "vtalign" and r["seconds"]}
+def speedups(rows: list[dict], role: str = "method") -> list[dict]:
+    """For each (suite, case), every other implementation's time over vtalign's, per round:
+    the median ratio and its min–max. role "floor" gives vtalign's time over each floor's
+    (how far vtalign is from the physical limit; below 1 where it needs fewer products)."""
+    base = {(r["suite"], r["case"]): r for r in rows if r["impl"] == "vtalign" and r.get("seconds")}
     out = []
     for r in rows:
         b = base.get((r["suite"], r["case"]))
-        if r["impl"] != "vtalign" and b and r["seconds"]:
-            out.append(dict(suite=r["suite"], case=r["case"], impl=r["impl"], vtalign_s=b, other_s=r["seconds"],
-                            speedup=r["seconds"] / b))
+        if r["impl"] == "vtalign" or not b or not r.get("seconds") or r.get("role", "method") != role:
+            continue
+        num, den = (r, b) if role == "method" else (b, r)
+        st = _measure.ratio_stats(num.get("times") or [num["seconds"]], den.get("times") or [den["seconds"]])
+        out.append(dict(suite=r["suite"], case=r["case"], impl=r["impl"], vtalign_s=b["seconds"], other_s=r["seconds"],
+                        speedup=st["median"], speedup_min=st["min"], speedup_max=st["max"], rounds=st["rounds"]))
     return out
 
 
@@ -83,12 +88,15 @@ def chart(path: str, suite: str, rows: list[dict]) -> str | None:
 
     labels = [f"{r['impl']}\n{r['case']}" for r in rows]
     vals = [r["speedup"] for r in rows]
+    err = [[v - r["speedup_min"] for v, r in zip(vals, rows)], [r["speedup_max"] - v for v, r in zip(vals, rows)]]
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.2), dpi=110)
-    ax.barh(range(len(rows)), vals, color=["tab:green" if v >= 1 else "tab:red" for v in vals])
+    ax.barh(range(len(rows)), vals, xerr=err, capsize=2,
+            color=["tab:green" if v >= 1 else "tab:red" for v in vals])
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("time of the other implementation / time of vtalign (log; >1: vtalign faster)")
+    ax.set_xlabel("other implementation's time / vtalign's (median over rounds, bars: min–max; >1: vtalign faster)",
+                  fontsize=7)
     ax.set_title(f"{suite}: vtalign speed-up", fontsize=10)
     for i, v in enumerate(vals):
         ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
@@ -116,7 +124,7 @@ def compare(old_path: str, new: dict) -> str:
 
 def versions() -> dict:
     out = {"python": platform.python_version()}
-    for mod in ("torch", "triton", "numpy", "faiss", "tslearn", "pysdtw"):
+    for mod in ("torch", "triton", "numpy", "faiss", "tslearn", "pysdtw", "numba"):
         try:
             m = importlib.import_module(mod)
             out[mod] = getattr(m, "__version__", "?")
@@ -127,15 +135,39 @@ def versions() -> dict:
     return out
 
 
+# Another process using more than this many cores on average marks a suite as measured
+# on a busy machine (its numbers are not published: benchmarks/README.md).
+BUSY_CORES = 0.2
+
+
+def quiet_check(seconds: float = 3.0) -> dict:
+    """Foreign CPU use while this process sleeps: what else is running right now."""
+    a = _measure.cpu_times()
+    time.sleep(seconds)
+    return _measure.foreign_load(a, _measure.cpu_times())
+
+
+def wait_for_quiet(max_wait: float, log) -> dict:
+    """Sample the machine until nothing else runs (or `max_wait` seconds passed)."""
+    t0 = time.perf_counter()
+    while True:
+        q = quiet_check()
+        if q["foreign_cores"] <= BUSY_CORES or time.perf_counter() - t0 >= max_wait:
+            return q
+        log(f"machine busy ({q['foreign_cores']:.2f} cores used by other processes); waiting ...")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vtalign bench")
+    p = argparse.ArgumentParser(prog="vtalign bench", description="every benchmark suite vs installed peers, by "
+                                "the protocol of benchmarks/README.md")
     p.add_argument("--size", choices=["small", "full"], default="small")
-    p.add_argument("--out", default="bench")
+    p.add_argument("--out", default="bench", help="folder for report.md, results.json, NAME.md and the charts")
     p.add_argument("--compare", default=None, help="an earlier results.json")
     p.add_argument("--suites", nargs="+", default=None, help=f"subset of {SUITES}")
-    p.add_argument("--merge", default=None,
-                   help="an earlier results.json whose rows for the other suites are kept (with the "
-                        "commands that measured them)")
+    p.add_argument("--refuse-busy", action="store_true",
+                   help="stop (exit 3) when another process keeps the machine busy before a suite")
+    p.add_argument("--max-wait", type=float, default=60.0,
+                   help="seconds to wait for a busy machine to go quiet before each suite (default 60)")
     return p
 
 
@@ -143,28 +175,12 @@ def _default_suites() -> list[str]:
     return [s for s in SUITES if s != "gpu_static"]
 
 
-def run_command(size: str, suites: list[str] | None) -> str:
-    """The part of a `vtalign bench` command line that decides a suite's numbers (--out,
-    --merge and --compare do not)."""
-    return f"vtalign bench --size {size}" + (" --suites " + " ".join(suites) if suites else "")
-
-
-def suite_commands(res: dict) -> dict[str, str]:
-    """suite -> the command that measured its rows in a results.json. Files written before
-    `commands` existed kept one line, the "&&"-joined history of merged runs: there the
-    last run that covered a suite is the one whose rows were kept."""
-    if "commands" in res:
-        return dict(res["commands"])
-    out: dict[str, str] = {}
-    for part in res.get("command", "").split("&&"):
-        toks = shlex.split(part.strip())
-        if toks[:2] != ["vtalign", "bench"]:
-            continue
-        ns, _ = _parser().parse_known_args(toks[2:])
-        for s in ns.suites or _default_suites():
-            out[s] = run_command(ns.size, ns.suites)
-    present = {r["suite"] for r in res.get("rows", [])}
-    return {s: c for s, c in out.items() if s in present}
+def _load_line(name: str, ld: dict) -> str:
+    mark = " **BUSY: these numbers are not publishable**" if ld["busy"] else ""
+    return (f"{name}: load average {ld['loadavg_before']:.2f} before, {ld['loadavg_after']:.2f} after; "
+            f"other processes {ld['foreign_cores_before']:.2f} cores just before and "
+            f"{ld['foreign_cores_during']:.2f} cores on average during the suite; steal "
+            f"{ld['steal_cores_during']:.2f} cores.{mark}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,46 +189,62 @@ def main(argv: list[str] | None = None) -> int:
     suites = _default_suites() if args.suites is None else args.suites
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
-        raise ValueError(f"unknown suite(s) {unknown}; choose from {SUITES}")
-    if args.compare and not os.path.exists(args.compare):
-        raise FileNotFoundError(f"no such results file: {args.compare}")
+        raise ValueError(f"--suites: unknown suite(s) {unknown}; choose from {SUITES}")
+    if args.compare and not os.path.isfile(args.compare):
+        raise FileNotFoundError(f"--compare: no such results file: {args.compare}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f"--out: {args.out} exists and is not a folder")
     os.makedirs(args.out, exist_ok=True)
     command = "vtalign bench " + " ".join(shlex.quote(a) for a in argv)
+    env = _measure.worker_env()
+    log = lambda msg: print(f"[vtalign bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     _measure.RESULTS.clear()
-    sections, t0 = [], time.perf_counter()
+    sections, load, t0 = [], {}, time.perf_counter()
     for name in suites:
-        print(f"[vtalign bench] {name} ({args.size}) ...", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        body = importlib.import_module(f"benchmarks.bench_{name}").run(args.size)
-        sections.append(f"## {name} ({time.perf_counter() - t:.0f} s)\n\n{body}")
-        write_atomic(os.path.join(args.out, f"{name}.md"), suite_report(name, command, body))
-    from benchmarks.bench_gpu_static import format_rows, static_rows as compile_static
+        q = wait_for_quiet(args.max_wait, log)
+        if q["foreign_cores"] > BUSY_CORES and args.refuse_busy:
+            log(f"refused: other processes use {q['foreign_cores']:.2f} cores; nothing else may run during a "
+                "benchmark")
+            return 3
+        log(f"{name} ({args.size}) ...")
+        before, la0, t = _measure.cpu_times(), os.getloadavg()[0], time.perf_counter()
+        body = suite_module(name).run(args.size, progress=lambda m, n=name: log(f"{n}: {m}"))
+        during = _measure.foreign_load(before, _measure.cpu_times())
+        load[name] = dict(loadavg_before=la0, loadavg_after=os.getloadavg()[0],
+                          foreign_cores_before=q["foreign_cores"], foreign_cores_during=during["foreign_cores"],
+                          steal_cores_during=during["steal_cores"], seconds=time.perf_counter() - t,
+                          busy=max(q["foreign_cores"], during["foreign_cores"]) > BUSY_CORES)
+        sections.append(f"## {name} ({load[name]['seconds']:.0f} s)\n\n{_load_line(name, load[name])}\n\n{body}")
+        write_atomic(os.path.join(args.out, f"{name}.md"),
+                     suite_report(name, command, f"{_load_line(name, load[name])}\n\n{body}"))
+    from .bench_gpu_static import format_rows, static_rows as compile_static
 
-    print("[vtalign bench] static GPU compile ...", file=sys.stderr, flush=True)
+    log("static GPU compile ...")
     static_rows = compile_static()
     static_md = format_rows(static_rows)
     rows = list(_measure.RESULTS)
-    commands = {s: run_command(args.size, args.suites) for s in suites}
-    if args.merge:
-        with open(args.merge) as f:
-            old = json.load(f)
-        rows = [r for r in old["rows"] if r["suite"] not in suites] + rows
-        kept = {r["suite"] for r in rows}
-        commands = {**{s: c for s, c in suite_commands(old).items() if s in kept}, **commands}
-    sp = speedups(rows)
-    result = dict(command=command, commands=commands, machine=machine(), versions=versions(), size=args.size,
-                  seconds=time.perf_counter() - t0, rows=rows, speedups=sp, static=static_rows,
-                  cost_model=cost_model())
+    sp, limits = speedups(rows), speedups(rows, role="floor")
+    threads = next((r["threads"] for r in rows if r.get("threads")), None)
+    result = dict(command=command, machine=machine(), versions=versions(), size=args.size,
+                  omp_wait_policy=env.get("OMP_WAIT_POLICY"), threads=threads, seconds=time.perf_counter() - t0,
+                  load=load, busy=any(v["busy"] for v in load.values()), rows=rows, speedups=sp, limits=limits,
+                  static=static_rows, cost_model=cost_model())
     write_atomic(os.path.join(args.out, "results.json"), json.dumps(result, indent=1) + "\n")
     charts = [c for c in (chart(os.path.join(args.out, f"speedup_{s}.png"), s, sp) for s in suites) if c]
     f3 = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    rr = lambda r: f"**{r['speedup']:.2f}x** ({r['speedup_min']:.2f}–{r['speedup_max']:.2f})"  # noqa: E731
     md = [f"# vtalign bench ({args.size})", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
           "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v), "",
-          "## Speed-ups (other implementation's time / vtalign's time)", "",
-          _table(sp, ["suite", "case", "impl", "vtalign_s", "other_s", "speedup"],
-                 dict(vtalign_s=f3, other_s=f3, speedup=lambda v: f"**{v:.2f}x**")), "",
+          f"Every worker: OMP_WAIT_POLICY={result['omp_wait_policy']}, threads {threads}.", "",
+          *[_load_line(n, ld) + "  " for n, ld in load.items()], "",
+          "## Speed-ups (other implementation's time / vtalign's, per round: median (min–max))", "",
+          _table([{**r, "ratio": rr(r)} for r in sp], ["suite", "case", "impl", "vtalign_s", "other_s", "rounds", "ratio"],
+                 dict(vtalign_s=f3, other_s=f3)), "",
+          "## Against the physical limit (vtalign's time / the bare products' time)", "",
+          _table([{**r, "ratio": rr(r)} for r in limits], ["suite", "case", "impl", "vtalign_s", "other_s", "ratio"],
+                 dict(vtalign_s=f3, other_s=f3)), "",
           *sections, "", "## Static GPU table (no GPU needed)", "", static_md, "",
-          "## H100 cost-model floors (DESIGN.md §5)", "",
+          "## H100 cost-model floors", "",
           _table(result["cost_model"], ["kernel", "workload", "gflop", "gbytes", "unit", "floor_ms", "note"],
                  dict(gflop=f3, gbytes=f3, floor_ms=f3)), "",
           *[f"![{os.path.basename(c)}]({os.path.basename(c)})" for c in charts]]
@@ -220,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(md))
     if args.compare:
         print("\n## Compared with " + args.compare + "\n\n" + compare(args.compare, result))
+    if result["busy"]:
+        log("WARNING: another process used the machine during this run; see the load lines in report.md")
     print(f"\nwrote {args.out}/report.md, {args.out}/results.json" + "".join(", " + c for c in charts))
     return 0
 

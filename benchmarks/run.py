@@ -1,9 +1,8 @@
-"""Benchmark runner: `python -m benchmarks.run NAME [--size small|full]`.
+"""One suite, printed: `python -m vtalign.benchmarks.run NAME [--size small|full]`.
 
-NAME is a suite (`benchmarks/bench_NAME.py`, which defines
-`run(size: str) -> str` returning a markdown report) or `all`. The report is
-printed, prefixed with the exact command and the machine, and, for the full
-size, written to `benchmarks/results/NAME.md`.
+NAME is a suite (`bench_NAME.py` beside this file, defining `run(size) -> str`, a
+markdown report) or `all`. Nothing is written: the published results come from one
+`vtalign bench --size full --out DIR` run (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITES = sorted(f[6:-3] for f in os.listdir(HERE) if f.startswith("bench_") and f.endswith(".py"))
+PACKAGE = __package__ or "benchmarks"
 
 
 def machine() -> str:
@@ -31,26 +31,23 @@ def write_atomic(path: str, text: str) -> None:
     write_text(path, text)
 
 
+def suite_module(name: str):
+    return importlib.import_module(f"{PACKAGE}.bench_{name}")
+
+
 def suite_report(name: str, cmd: str, body: str) -> str:
     """The NAME.md text of one suite's run."""
     return f"# {name}\n\nCommand: `{cmd}`\n\nMachine: {machine()}\n\n{body}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    p = argparse.ArgumentParser(prog=f"python -m {PACKAGE}.run")
     p.add_argument("suite", choices=SUITES + ["all"])
-    p.add_argument("--size", choices=["small", "full"], default="full")
+    p.add_argument("--size", choices=["small", "full"], default="small")
     args = p.parse_args(argv)
-    cmd = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    cmd = f"python -m {PACKAGE}.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     for name in SUITES if args.suite == "all" else [args.suite]:
-        mod = importlib.import_module(f"benchmarks.bench_{name}")
-        report = suite_report(name, cmd, mod.run(args.size))
-        print(report)
-        # benchmarks/results holds the full-size numbers the README quotes; a small
-        # (smoke) run only prints, so that it cannot overwrite them.
-        if args.size == "full":
-            os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-            write_atomic(os.path.join(HERE, "results", f"{name}.md"), report)
+        print(suite_report(name, cmd, suite_module(name).run(args.size)))
     return 0
 
 

@@ -87,15 +87,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
-    import vtalign
-
-    # the suites live in the source checkout's benchmarks/ (next to python/vtalign)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(vtalign.__file__))))
-    if not os.path.isfile(os.path.join(root, "benchmarks", "report.py")):
-        raise FileNotFoundError("vtalign bench runs the suites in benchmarks/ of a source checkout "
-                                "(pip install -e .); none was found next to the installed package")
-    sys.path.insert(0, root)
-    from benchmarks.report import main as bench_main
+    # the suites ship inside the package (vtalign.benchmarks), so this works from any folder
+    from vtalign.benchmarks.report import main as bench_main
 
     return bench_main(rest)
 
@@ -144,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func=_cmd_demo)
 
     sub.add_parser("bench", help="every benchmark suite vs installed peers, static GPU table, H100 floors "
-                                 "(options: --size small|full --out DIR --compare OLD.json --suites ...)",
+                                 "(options: --size small|full --out DIR --compare OLD.json --suites ... --refuse-busy)",
                    add_help=False)
     return p
 

@@ -1,1 +1,0 @@
-"""Triton kernels (`vtalign.kernels`): @triton.jit code and one launcher per kernel."""
