@@ -31,9 +31,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# the published numbers: every suite, one run, refused while the machine is busy
 bench: setup
-	$(PIP) install -q faiss-cpu tslearn pysdtw pytest-benchmark
-	$(PY) -m benchmarks.run all
+	$(PIP) install -q -c $(LOCK) faiss-cpu tslearn pysdtw
+	$(VENV)/bin/vtalign bench --size full --out benchmarks/results --refuse-busy
+	$(PY) -m vtalign.benchmarks.readme benchmarks/results/results.json README.md
 
 lock:
 	PYTHON=$(PYTHON) bash tools/refresh_lock.sh

@@ -3,7 +3,8 @@
 # install from (called by `make lock`).
 #
 # In a throw-away venv (a temp dir, never .venv) it installs what the Makefile's
-# set-up installs, but WITHOUT the lock, so everything not pinned below floats
+# set-up installs and the benchmark peers (the bench extra), but WITHOUT the
+# lock, so everything not pinned below floats
 # to its newest release; it builds vtalign editable, runs the whole test suite
 # from the repository root, and only when every test passes rewrites the lock
 # from that venv's `pip freeze --all` (vtalign itself and pip left out, the
@@ -41,7 +42,7 @@ say "installing the newest releases (no lock)"
 "${PIP[@]}" install "$TORCH_SPEC"
 "${PIP[@]}" install "${TOOL_SPECS[@]}"
 # Own build dir, so the repository's build/ (used by .venv) is left alone.
-"${PIP[@]}" install --no-build-isolation -C "build-dir=$WORK/build" -e ".[dev]"
+"${PIP[@]}" install --no-build-isolation -C "build-dir=$WORK/build" -e ".[dev,bench]"
 
 # pip freeze --all: setuptools is pulled in by torch and must be pinned too;
 # pip itself comes with the interpreter's venv, not from the set-up.
