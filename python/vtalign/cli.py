@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run()
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError, MissingDependency) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            PermissionError, MissingDependency) as e:
         print(f"vtalign {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
