@@ -107,11 +107,27 @@ def chart(path: str, suite: str, rows: list[dict]) -> str | None:
     return path
 
 
+# A re-run reproduces a published speed-up when its median lands within this factor.
+REPRODUCE_TOL = 0.25
+
+
 def compare(old_path: str, new: dict) -> str:
+    """Markdown: each speed-up of `new` beside the one in an earlier results.json (does it
+    reproduce within ±25%?), then each method's time, new over old."""
     with open(old_path) as f:
         old = json.load(f)
+    prev_sp = {(r["suite"], r["case"], r["impl"]): r for r in old.get("speedups", []) + old.get("limits", [])}
+    lines = ["| suite | case | compared with | old speed-up | new speed-up | new/old | within ±25% |",
+             "|---|---|---|---|---|---|---|"]
+    for r in new["speedups"] + new.get("limits", []):
+        o = prev_sp.get((r["suite"], r["case"], r["impl"]))
+        if o:
+            q = r["speedup"] / o["speedup"]
+            lines.append(f"| {r['suite']} | {r['case']} | {r['impl']} | {o['speedup']:.2f}x | {r['speedup']:.2f}x "
+                         f"({r.get('speedup_min', r['speedup']):.2f}–{r.get('speedup_max', r['speedup']):.2f}) | "
+                         f"{q:.2f} | {'yes' if abs(q - 1) <= REPRODUCE_TOL else '**no**'} |")
     prev = {(r["suite"], r["case"], r["impl"]): r for r in old.get("rows", [])}
-    lines = ["| suite | case | impl | old s | new s | new/old |", "|---|---|---|---|---|---|"]
+    lines += ["", "| suite | case | impl | old s | new s | new/old |", "|---|---|---|---|---|---|"]
     for r in new["rows"]:
         o = prev.get((r["suite"], r["case"], r["impl"]))
         if o and o.get("seconds") and r.get("seconds"):
@@ -120,6 +136,14 @@ def compare(old_path: str, new: dict) -> str:
             lines.append(f"| {r['suite']} | {r['case']} | {r['impl']} | {o['seconds']:.4g} | {r['seconds']:.4g} | "
                          f"{ratio:.2f} ({tag}) |")
     return "\n".join(lines)
+
+
+def main_compare(argv: list[str] | None = None) -> int:
+    """`python -m vtalign.benchmarks.report --compare-only OLD.json NEW.json`: the table above."""
+    old, new = argv
+    with open(new) as f:
+        print(compare(old, json.load(f)))
+    return 0
 
 
 def versions() -> dict:
@@ -259,4 +283,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--compare-only"]:
+        sys.exit(main_compare(sys.argv[2:]))
     sys.exit(main())
