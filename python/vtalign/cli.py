@@ -14,14 +14,38 @@ import sys
 import time
 
 
+def _probe_device(device: str, backend: str):
+    """--device as a torch.device, checked before any file is read."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device: {device!r} is not a device (cpu, cuda, cuda:1, ...): {e}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available to torch here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device: {device!r} is neither cpu nor cuda")
+    if backend == "triton" and dev.type != "cuda":
+        raise ValueError("--backend triton runs the kNN searches on a GPU: add --device cuda")
+    if backend == "cpp" and dev.type != "cpu":
+        raise ValueError("--backend cpp runs on the CPU: drop --device or use --backend triton")
+    return None if dev.type == "cpu" else dev
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from vtalign.probe.report import skipped_plots_line
     from vtalign.probe.run import probe_files, probe_markdown
 
+    device = _probe_device(args.device, args.backend)
     res = probe_files(args.a, args.b, metrics=args.metric, k=args.k, out_dir=args.out,
                       normalize=not args.no_normalize, concat=args.concat, outliers=args.outliers,
                       key=args.key, calibrate=args.calibrate, permutations=args.permutations,
-                      bootstrap=args.bootstrap, seed=args.seed, backend=args.backend, progress=not args.quiet)
+                      bootstrap=args.bootstrap, seed=args.seed, backend=args.backend, progress=not args.quiet,
+                      device=device)
     print(probe_markdown(res, f"{os.path.basename(args.a)} x {os.path.basename(args.b)}"))
     if res.files:
         print("wrote " + ", ".join(res.files))
@@ -114,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--bootstrap", type=int, default=1000)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--backend", default="auto", choices=["auto", "triton", "cpp", "torch", "reference"])
+    pr.add_argument("--device", default="cpu",
+                    help="where the kNN searches run: cpu (default), cuda, cuda:1, ... (one layer at a time)")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_cmd_probe)
 

@@ -5,6 +5,7 @@ argument, and never after half the work is done.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Iterable, Sequence
@@ -47,12 +48,16 @@ def has_triton() -> bool:
     return True
 
 
-def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str:
+def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor], *,
+                    triton_unsupported: tuple[type[Exception], str] | None = None) -> str:
     """Pick the concrete backend for `tensors`.
 
     "auto" (or the VTALIGN_BACKEND environment variable when `backend` is "auto"):
-    CUDA tensors go to Triton, CPU tensors to C++ when built, else torch. An
-    explicit backend that cannot run raises; nothing switches silently.
+    CUDA tensors go to Triton, CPU tensors to C++ when built, else torch. Where the
+    Triton kernel cannot take this input (`triton_unsupported`: the error an explicit
+    "triton" raises and why, e.g. (TypeError, "... got torch.float64")),
+    "auto" picks the torch backend, which runs on any device and dtype. An explicit
+    backend that cannot run raises; nothing switches silently.
     """
     if backend is None:
         backend = "auto"
@@ -64,9 +69,12 @@ def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str
     on_cuda = any(t.is_cuda for t in tensors)
     if backend == "auto":
         if on_cuda:
-            backend = "triton"
+            backend = "torch" if triton_unsupported else "triton"
         else:
             backend = "cpp" if has_cpp() else "torch"
+    if backend == "triton" and triton_unsupported:
+        err, why = triton_unsupported
+        raise err(f"backend='triton' {why}; use backend='torch' (or 'auto', which does)")
     if backend == "triton":
         # triton has Linux wheels only, so elsewhere vtalign installs without it
         require("triton", None, "backend='triton'")
@@ -79,6 +87,33 @@ def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str
         if on_cuda:
             raise ValueError("backend='cpp' needs CPU tensors; got CUDA tensors")
     return backend
+
+
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def triton_dtype_gap(*ts: torch.Tensor) -> tuple[type[Exception], str] | None:
+    """Why the Triton kernels cannot take these tensors' dtypes (for `resolve_backend`)."""
+    for t in ts:
+        if t.dtype not in TRITON_DTYPES:
+            return TypeError, f"supports float32, float16 and bfloat16 inputs, got {t.dtype}"
+    return None
+
+
+class full_precision_matmul(contextlib.ContextDecorator):
+    """Full float32 GEMMs inside, whatever the caller set with
+    `torch.set_float32_matmul_precision` (restored on exit). Where a GEMM result is
+    differenced (|x|² + |y|² − 2x·y, centred Gram sums), TF32's 10-bit mantissa would
+    leave errors of about 1e-3·|x|²; float64 GEMMs are unaffected either way."""
+
+    def __enter__(self):
+        self._prev = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self._prev)
+        return False
 
 
 def check_tensor(name: str, t, *, ndims: Sequence[int] | None = None, floating: bool = True) -> None:
@@ -100,7 +135,9 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     # propagate into it, so a finite sum proves the tensor finite. Only a
     # non-finite sum (a bad value, or finite values overflowing) pays for the
     # exact element-wise search. (sum(dtype=...) would materialise a cast copy.)
-    if math.isfinite(float(t.detach().sum())):
+    # half sums accumulate in float32 (a float16 result would overflow past 65,504)
+    total = t.detach().sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.detach().sum()
+    if math.isfinite(float(total)):
         return
     bad = ~torch.isfinite(t)
     if not bool(bad.any()):

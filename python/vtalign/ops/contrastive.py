@@ -22,13 +22,13 @@ from typing import Optional
 
 import torch
 
-from vtalign.ops._common import check_finite, check_same_device, check_tensor, resolve_backend
+from vtalign.ops._common import (check_finite, check_same_device, check_tensor, resolve_backend,
+                                 triton_dtype_gap)
 from vtalign.reference import contrastive as ref
 
 DEFAULT_WORKSPACE = 64 << 20  # a few [chunk, B] tiles; larger chunks amortise per-op overhead
 REDUCTIONS = ("mean", "sum", "none")
 POOLS = ("mean", "max", "lse")
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _compute_dtype(*ts: torch.Tensor) -> torch.dtype:
@@ -485,14 +485,6 @@ def _check_precision(precision: str) -> None:
         raise ValueError(f"precision must be 'ieee', 'tf32' or 'tf32x3', got {precision!r}")
 
 
-def _check_triton_dtype(be: str, *ts: torch.Tensor) -> None:
-    if be == "triton":
-        for t in ts:
-            if t.dtype not in _TRITON_DTYPES:
-                raise TypeError(f"backend='triton' supports {_TRITON_DTYPES}, got {t.dtype}; "
-                                "use backend='torch' for float64")
-
-
 # ----------------------------------------------------------------------------- public
 def infonce_parts(a_hat: torch.Tensor, b_hat: torch.Tensor, scale: torch.Tensor,
                   positives: Optional[torch.Tensor], *, offset: int = 0, rows: bool = True, cols: bool = True,
@@ -572,11 +564,10 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     pos = _check_positives(positives, n, m, a.device, symmetric)
     check_finite("a", a)
     check_finite("b", b)
-    be = resolve_backend(backend, [a, b])
+    be = resolve_backend(backend, [a, b], triton_unsupported=triton_dtype_gap(a, b))
     if be == "reference":
         return ref.contrastive_loss(a, b, scale, positives=pos, symmetric=symmetric, reduction=reduction,
                                     normalize=normalize)
-    _check_triton_dtype(be, a, b)
     cdt = _compute_dtype(a, b)
     if normalize:
         a_hat, b_hat = _unit(a, cdt, be), _unit(b, cdt, be)
@@ -644,11 +635,10 @@ def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tenso
     pos = _check_positives(positives, n, m, ta.device, symmetric)
     check_finite("ta", ta)
     check_finite("vb", vb)
-    be = resolve_backend(backend, [ta, vb])
+    be = resolve_backend(backend, [ta, vb], triton_unsupported=triton_dtype_gap(ta, vb))
     if be == "reference":
         return ref.slot_contrastive_loss(ta, vb, valid, scale, pool=pool, pool_temperature=pool_temperature,
                                          positives=pos, symmetric=symmetric, reduction=reduction)
-    _check_triton_dtype(be, ta, vb)
     cdt = _compute_dtype(ta, vb)
     ta_hat, vb_hat = _unit(ta, cdt, be), _unit(vb, cdt, be)
     if be == "triton":
