@@ -1,4 +1,4 @@
-"""The `vtalign` command: probe, scaling, demo.
+"""The `vtalign` command: probe, scaling, demo, selftest, bench.
 
 User mistakes (bad paths, shapes, options) and a missing optional package
 (`vtalign._optional.MissingDependency`, whose message names the pip install)
@@ -110,6 +110,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from vtalign._atomic import write_text
+    from vtalign.selftest import markdown, run_selftest
+
+    checks, env = run_selftest(args.device, backend=args.backend, small=args.small, seed=args.seed)
+    text = markdown(checks, env)
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+    return 0 if all(c.passed for c in checks) else 1
+
+
 def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     # the suites ship inside the package (vtalign.benchmarks), so this works from any folder
     from vtalign.benchmarks.report import main as bench_main
@@ -161,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--quiet", action="store_true")
     de.set_defaults(func=_cmd_demo)
+
+    st = sub.add_parser("selftest", help="every op on this device against the float64 reference: a pass/fail "
+                                         "table with the versions (exit 1 if any check fails)")
+    st.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    st.add_argument("--backend", default="auto", choices=["auto", "triton", "cpp", "torch", "reference"])
+    st.add_argument("--small", action="store_true", help="small shapes (for the Triton interpreter on a CPU)")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--out", default=None, help="also write the table to this markdown file")
+    st.set_defaults(func=_cmd_selftest)
 
     sub.add_parser("bench", help="every benchmark suite vs installed peers, static GPU table, H100 floors "
                                  "(options: --size small|full --out DIR --compare OLD.json --suites ... --refuse-busy)",
