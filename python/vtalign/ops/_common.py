@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -135,9 +135,7 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     # propagate into it, so a finite sum proves the tensor finite. Only a
     # non-finite sum (a bad value, or finite values overflowing) pays for the
     # exact element-wise search. (sum(dtype=...) would materialise a cast copy.)
-    # half sums accumulate in float32 (a float16 result would overflow past 65,504)
-    total = t.detach().sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.detach().sum()
-    if math.isfinite(float(total)):
+    if math.isfinite(float(_finite_total(t))):
         return
     bad = ~torch.isfinite(t)
     if not bool(bad.any()):
@@ -151,6 +149,45 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     else:
         where = f"index {tuple(pos)}"
     raise ValueError(f"{name} contains {kind} values (first at {where})")
+
+
+def _finite_total(t: torch.Tensor) -> torch.Tensor:
+    # half sums accumulate in float32 (a float16 result would overflow past 65,504)
+    return t.detach().sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.detach().sum()
+
+
+class DeferredChecks:
+    """Checks that read tensor values (NaN/Inf, the sign of a scale, a mask row with no
+    positive), gathered as device-side flags and read back with one host sync however
+    many there are: each sync stalls the CUDA stream and rules out CUDA-graph capture.
+    Only when a flag is up does its precise check run again, to raise the error that
+    names the argument (and the row, layer or column). Everything still happens before
+    any kernel runs.
+    """
+
+    def __init__(self) -> None:
+        self._flags: list[torch.Tensor] = []
+        self._checks: list[Callable[[], None]] = []
+
+    def add(self, bad: torch.Tensor, check: Callable[[], None]) -> None:
+        """`bad`: a one-element bool tensor, True when `check()` may raise."""
+        self._flags.append(bad.reshape(()))
+        self._checks.append(check)
+
+    def finite(self, name: str, t: torch.Tensor, *, layer_major: bool = False) -> None:
+        """`check_finite(name, t)`, deferred: a finite sum proves the tensor finite."""
+        self.add(~torch.isfinite(_finite_total(t)), lambda: check_finite(name, t, layer_major=layer_major))
+
+    def run(self) -> None:
+        """Read every flag with one sync; run the precise check of each raised flag."""
+        if not self._flags:
+            return
+        dev = self._flags[0].device
+        bad = torch.stack([f.to(device=dev, dtype=torch.bool) for f in self._flags]).tolist()
+        for flag, check in zip(bad, self._checks):
+            if flag:
+                check()
+        self._flags, self._checks = [], []
 
 
 def check_same_device(**tensors: torch.Tensor) -> None:
