@@ -458,24 +458,26 @@ def _check_positives(positives, n: int, m: int, device, need_cols: bool,
     if positives.device != device:
         raise ValueError(f"positives must be on {device}, got {positives.device}")
 
-    def precise():
-        empty = ~positives.any(1)
-        if bool(empty.any()):
-            raise ValueError(f"positives: row {int(empty.nonzero()[0])} has no positive")
-        if need_cols:
-            empty = ~positives.any(0)
-            if bool(empty.any()):
-                raise ValueError(f"positives: column {int(empty.nonzero()[0])} has no positive "
-                                 "(symmetric=True needs one per column)")
-
     if checks is None:
-        precise()
+        check_positive_rows(positives, need_cols)
     else:
         bad = (~positives.any(1)).any()
         if need_cols:
             bad = bad | (~positives.any(0)).any()
-        checks.add(bad, precise)
+        checks.add(bad, lambda: check_positive_rows(positives, need_cols))
     return positives.contiguous()
+
+
+def check_positive_rows(positives: torch.Tensor, need_cols: bool) -> None:
+    """Every row (and with `need_cols` every column) of the bool mask has a positive."""
+    empty = ~positives.any(1)
+    if bool(empty.any()):
+        raise ValueError(f"positives: row {int(empty.nonzero()[0])} has no positive")
+    if need_cols:
+        empty = ~positives.any(0)
+        if bool(empty.any()):
+            raise ValueError(f"positives: column {int(empty.nonzero()[0])} has no positive "
+                             "(symmetric=True needs one per column)")
 
 
 def _check_common(symmetric, reduction, n: int, m: int) -> None:
