@@ -30,6 +30,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import on_input_device
+
 NEG = tl.constexpr(-1.0e30)  # finite "minus infinity": exp(NEG - m) is 0 and NEG - NEG is no NaN
 
 
@@ -42,9 +44,10 @@ def _cos_tile(X, Y, rows, cols, row_ok, col_ok, D, stride_x, stride_y, x_off, y_
     for d0 in range(0, D, BLOCK_D):
         dd = d0 + offs_d
         d_ok = dd < D
-        x = tl.load(X + rows[:, None] * stride_x + x_off + dd[None, :],
+        # int64 offsets: rows * stride reaches 2^31 at B·D (slots: B·T·D) >= 2^31
+        x = tl.load(X + rows.to(tl.int64)[:, None] * stride_x + x_off + dd[None, :],
                     mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-        yt = tl.load(Y + cols[None, :] * stride_y + y_off + dd[:, None],
+        yt = tl.load(Y + cols.to(tl.int64)[None, :] * stride_y + y_off + dd[:, None],
                      mask=col_ok[None, :] & d_ok[:, None], other=0.0)
         acc = tl.dot(x, yt, acc, input_precision=PRECISION)
     return acc
@@ -56,7 +59,8 @@ def _positive_tile(POS, rows, cols, row_ok, col_ok, offset, has_pos, stride_pr, 
     # tl.where, not ok & use: triton 3.9's interpreter gives a tensor & 0-d flag the wrong
     # dtype (its load then rejects the mask); tl.cast: a flag of 1 arrives as a constexpr
     use = tl.cast(has_pos, tl.int32) != 0
-    loaded = tl.load(POS + rows[:, None] * stride_pr + cols[None, :] * stride_pc,
+    # int64: the dense [B, B] mask has B² >= 2^31 entries from B = 46,341
+    loaded = tl.load(POS + rows.to(tl.int64)[:, None] * stride_pr + cols.to(tl.int64)[None, :] * stride_pc,
                      mask=tl.where(use, ok, False), other=0) != 0
     diag = cols[None, :] == rows[:, None] + offset
     return tl.where(use, loaded, diag) & ok
@@ -70,7 +74,7 @@ def _pooled_tile(X, Y, VALID, COUNT, rows, cols, row_ok, col_ok, T, D, tau,
                  POOL: tl.constexpr, PRECISION: tl.constexpr):
     """Pooled cosine over the valid frames: POOL 1 = max (and its first argmax), 2 = lse."""
     ok = row_ok[:, None] & col_ok[None, :]
-    vbase = VALID + rows[:, None] * stride_vr + cols[None, :] * stride_vc
+    vbase = VALID + rows.to(tl.int64)[:, None] * stride_vr + cols.to(tl.int64)[None, :] * stride_vc
     best = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32) + NEG
     arg = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.int32)
     run = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
@@ -181,7 +185,7 @@ def _infonce_bwd_kernel(
         for d0 in range(0, D, BLOCK_D):
             dd = d0 + offs_d
             d_ok = dd < D
-            y = tl.load(Y + cols[:, None] * stride_y + dd[None, :], mask=col_ok[:, None] & d_ok[None, :],
+            y = tl.load(Y + cols.to(tl.int64)[:, None] * stride_y + dd[None, :], mask=col_ok[:, None] & d_ok[None, :],
                         other=0.0)
             ptr = DX + rows.to(tl.int64)[:, None] * D + dd[None, :]
             m2 = row_ok[:, None] & d_ok[None, :]
@@ -255,7 +259,7 @@ def _slot_bwd_kernel(
         g = _grad_tile(scale * pooled, p, ok, lse_x, plse_x, g_x, lse_y, plse_y, g_y, x_on, y_on)
         ds += tl.sum(g * pooled, 1)
         gs = g * scale
-        vbase = VALID + rows[:, None] * stride_vr + cols[None, :] * stride_vc
+        vbase = VALID + rows.to(tl.int64)[:, None] * stride_vr + cols.to(tl.int64)[None, :] * stride_vc
         for t in range(0, T):
             if POOL == 1:
                 w = tl.where(arg == t, gs, 0.0)
@@ -268,7 +272,7 @@ def _slot_bwd_kernel(
             for d0 in range(0, D, BLOCK_D):
                 dd = d0 + offs_d
                 d_ok = dd < D
-                y = tl.load(Y + cols[:, None] * stride_yn + t * stride_yt + dd[None, :],
+                y = tl.load(Y + cols.to(tl.int64)[:, None] * stride_yn + t * stride_yt + dd[None, :],
                             mask=col_ok[:, None] & d_ok[None, :], other=0.0)
                 ptr = DX + rows.to(tl.int64)[:, None] * (T * D) + t * D + dd[None, :]
                 m2 = row_ok[:, None] & d_ok[None, :]
@@ -309,6 +313,11 @@ def _check(*ts: torch.Tensor) -> None:
             raise TypeError(f"triton contrastive kernels support {_DTYPES}, got {t.dtype}")
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """x with a contiguous feature axis; strided rows (views) launch without a copy."""
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
 def _pos_args(positives, transpose: bool, device):
     """(pointer tensor, has_pos, stride_row, stride_col) for the positive mask, or a dummy."""
     if positives is None:
@@ -336,6 +345,7 @@ def _scale_arg(scale: torch.Tensor, device) -> torch.Tensor:
     return scale.detach().to(device=device, dtype=torch.float32).reshape(1).contiguous()
 
 
+@on_input_device
 def infonce_forward(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, positives, offset: int,
                     rows: bool, cols: bool, *, precision: str = "tf32x3"):
     """Row/column InfoNCE over unit rows a `[N, D]`, b `[M, D]` (same dtype).
@@ -345,7 +355,7 @@ def infonce_forward(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, posit
     stats are (log-sum-exp over all, over the positives); a direction that is off is zeros.
     """
     _check(a, b)
-    a, b = a.contiguous(), b.to(a.dtype).contiguous()
+    a, b = _rows(a), _rows(b.to(a.dtype))
     n, m = a.shape[0], b.shape[0]
     s = _scale_arg(scale, a.device)
     row_stats = torch.zeros(2, n, dtype=torch.float32, device=a.device)
@@ -373,11 +383,12 @@ def _grad_pass(x, y, scale, positives, offset, transpose, sx, gx, sy, gy, x_on, 
     return dx, dscale.sum()
 
 
+@on_input_device
 def infonce_backward(a, b, scale, positives, offset, rows, cols, row_stats, col_stats, g_row, g_col, *,
                      precision: str = "tf32x3"):
     """Gradients `(da, db, dscale)` of Σ g_row·row_loss + Σ g_col·col_loss, tiles recomputed."""
     _check(a, b)
-    a, b = a.contiguous(), b.to(a.dtype).contiguous()
+    a, b = _rows(a), _rows(b.to(a.dtype))
     s = _scale_arg(scale, a.device)
     rs, cs = row_stats.float().contiguous(), col_stats.float().contiguous()
     gr, gc = g_row.float().contiguous(), g_col.float().contiguous()
@@ -419,6 +430,7 @@ def _slot_prep(ta, vb, valid):
     return ta, vb, v8, count
 
 
+@on_input_device
 def slot_forward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau, *, precision="tf32x3"):
     """Frame-slot InfoNCE (pool "max" or "lse") over unit frames ta `[N, T, D]`, vb `[M, T, D]`,
     valid `[M, T]`; returns as `infonce_forward`."""
@@ -455,6 +467,7 @@ def _slot_grad_pass(x, y, valid, count, valid_on_rows, scale, positives, offset,
     return dx, dscale.sum()
 
 
+@on_input_device
 def slot_backward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau, row_stats, col_stats,
                   g_row, g_col, *, precision="tf32x3"):
     """Gradients `(dta, dvb, dscale)` of the frame-slot losses, tiles and frames recomputed."""

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import on_input_device
+
 _MIN_KEY = -(2**63)
 MAX_K = 128
 
@@ -40,6 +42,9 @@ def _knn_kernel(
     layer = tl.program_id(1).to(tl.int64)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < M
+    # element offsets in int64: rows * stride reaches 2^31 at M·D >= 2^31 (D = 1024 at
+    # M = 2.1M), and a Python int argument below 2^31 arrives as i32
+    q_rows = rows.to(tl.int64)[:, None] * stride_qm
     offs_d = tl.arange(0, BLOCK_D)
     slots = tl.arange(0, K_PAD)
     q_base = Q + layer * stride_ql
@@ -51,13 +56,14 @@ def _knn_kernel(
     for n0 in range(0, N, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < N
+        k_cols = cols.to(tl.int64)[None, :] * stride_kn
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
             dd = d0 + offs_d
             d_ok = dd < D
-            q = tl.load(q_base + rows[:, None] * stride_qm + dd[None, :],
+            q = tl.load(q_base + q_rows + dd[None, :],
                         mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-            kt = tl.load(k_base + cols[None, :] * stride_kn + dd[:, None],
+            kt = tl.load(k_base + k_cols + dd[:, None],
                          mask=col_ok[None, :] & d_ok[:, None], other=0.0)
             acc = tl.dot(q, kt, acc, input_precision=PRECISION)
         keys = _pack_keys(acc, cols)
@@ -104,6 +110,7 @@ def knn_config(k: int, dtype: torch.dtype) -> dict:
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+@on_input_device
 def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = -1,
         precision: str = "tf32x3") -> tuple[torch.Tensor, torch.Tensor]:
     """Inner-product top-k (callers pass unit rows for cosine).
@@ -119,8 +126,11 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = 
                         "use backend='torch' for float64")
     if k > MAX_K:
         raise ValueError(f"triton kNN supports k <= {MAX_K}, got k={k}; use backend='torch'")
-    queries = queries.contiguous()
-    keys = keys.to(queries.dtype).contiguous()
+    # rows may be strided (a layer of an [N, L, D] stack, a view into a larger buffer):
+    # only the feature axis must be contiguous, so such views launch without a copy
+    queries = queries if queries.stride(-1) == 1 else queries.contiguous()
+    keys = keys.to(queries.dtype)
+    keys = keys if keys.stride(-1) == 1 else keys.contiguous()
     L, M, D = queries.shape
     N = keys.shape[1]
     vals = torch.empty(L, M, k, device=queries.device, dtype=torch.float32)

@@ -1,6 +1,7 @@
 """Triton neighbour overlap over all (la, lb) layer pairs in one launch.
 
-Grid: (row blocks, La·Lb pairs). Each program holds a block of A's lists in
+Grid: one axis of La·Lb·(row blocks) programs (the second and third grid axes stop
+at 65,535, which La·Lb or N/BLOCK can pass). Each program holds a block of A's lists in
 registers and streams B's k columns against them. Counts are integers, so the
 mean path reduces with integer atomics: exact and run-to-run deterministic.
 """
@@ -10,12 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import on_input_device
+
 
 @triton.jit
 def _overlap_kernel(A, B, OUT, N, k, Lb,
                     BLOCK: tl.constexpr, K_PAD: tl.constexpr, REDUCE: tl.constexpr):
-    pid = tl.program_id(0)
-    pair = tl.program_id(1)
+    nblk = tl.cdiv(N, BLOCK)
+    pair = tl.program_id(0) // nblk
+    pid = tl.program_id(0) % nblk
     la = (pair // Lb).to(tl.int64)
     lb = (pair % Lb).to(tl.int64)
     rows = pid * BLOCK + tl.arange(0, BLOCK)
@@ -38,6 +42,7 @@ def overlap_config(k: int) -> dict:
     return dict(BLOCK=max(16, min(128, 2048 // k_pad)), K_PAD=k_pad, num_warps=4)
 
 
+@on_input_device
 def overlap_counts(idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: bool) -> torch.Tensor:
     """[La, N, k] x [Lb, N, k] int64 -> [La, Lb] int64 totals or [La, Lb, N] int32 counts."""
     idx_a = idx_a.to(torch.int64).contiguous()
@@ -50,7 +55,7 @@ def overlap_counts(idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: bool) ->
         out = torch.empty(La, Lb, N, dtype=torch.int32, device=idx_a.device)
     cfg = overlap_config(k)
     num_warps = cfg.pop("num_warps")
-    grid = (triton.cdiv(N, cfg["BLOCK"]), La * Lb)
+    grid = (triton.cdiv(N, cfg["BLOCK"]) * La * Lb,)
     _overlap_kernel[grid](idx_a, idx_b, out, N, k, Lb, REDUCE=reduce, num_warps=num_warps, **cfg)
     return out
 

@@ -43,6 +43,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import on_input_device
+
 BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
 _LOG2E = tl.constexpr(1.4426950408889634)
 _LN2 = tl.constexpr(0.6931471805599453)
@@ -239,6 +241,7 @@ def _check(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: tor
             x_len.to(dev, torch.int32).contiguous(), y_len.to(dev, torch.int32).contiguous())
 
 
+@on_input_device
 def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
                      bandwidth: int = -1, *, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-DTW values of a precomputed cost.
@@ -262,6 +265,7 @@ def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, 
     return values, state
 
 
+@on_input_device
 def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
                       y_len: torch.Tensor, bandwidth: int = -1, *,
                       block: int | None = None) -> torch.Tensor:

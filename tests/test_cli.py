@@ -155,3 +155,26 @@ def test_demo_and_scaling_without_matplotlib(args, written, tmp_path):
         assert fit["best"] == fit["planted_best"]
         report = (tmp_path / "o" / "report.md").read_text()
         assert "## Scaling law" in report and "Plots skipped" in report and ".png" not in report
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "bogus"], "--device"),
+    (["--device", "cuda"], "no CUDA device"),
+    (["--backend", "triton"], "--device cuda"),
+])
+def test_probe_device_mistakes_are_one_line(feature_files, tmp_path, capsys, args, message):
+    if torch.cuda.is_available() and args == ["--device", "cuda"]:
+        pytest.skip("this machine has a CUDA device")
+    _, pa, pb = feature_files
+    assert main(["probe", pa, pb, "--k", "4", "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_probe_device_cpu_equals_default(feature_files, tmp_path):
+    _, pa, pb = feature_files
+    assert main(["probe", pa, pb, "--k", "4", "--quiet", "--out", str(tmp_path / "a")]) == 0
+    assert main(["probe", pa, pb, "--k", "4", "--quiet", "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert a["mutual_knn"]["scores"] == b["mutual_knn"]["scores"]

@@ -34,3 +34,19 @@ def test_two_gloo_ranks_equal_single_process(sizes, k):
 def test_needs_process_group():
     with pytest.raises(RuntimeError, match="process group"):
         sharded_knn(torch.randn(10, 3), 2)
+
+
+def test_nccl_needs_cuda_shards(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 1)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 0)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+
+    def no_collective(*a, **kw):
+        raise AssertionError("a collective ran before the device check")
+
+    monkeypatch.setattr(dist, "all_gather", no_collective)
+    with pytest.raises(ValueError, match="nccl.*CUDA"):
+        sharded_knn(torch.randn(10, 3), 2)

@@ -37,8 +37,10 @@ def knn(x_shard: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: 
     squeeze = x_shard.dim() == 2
     x = x_shard.unsqueeze(0) if squeeze else x_shard
     world, rank = dist.get_world_size(group), dist.get_rank(group)
-    # every rank learns every shard's size (and checks L and D agree) before any search
-    meta = torch.tensor([x.shape[0], x.shape[1], x.shape[2]], dtype=torch.int64)
+    _check_backend_device(x, group)
+    # every rank learns every shard's size (and checks L and D agree) before any search;
+    # on the data's device, since NCCL moves CUDA tensors only
+    meta = torch.tensor([x.shape[0], x.shape[1], x.shape[2]], dtype=torch.int64, device=x.device)
     metas = [torch.empty_like(meta) for _ in range(world)]
     dist.all_gather(metas, meta, group=group)
     sizes = [int(m[1]) for m in metas]
@@ -67,6 +69,14 @@ def knn(x_shard: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: 
         best_v, best_i = merge_topk(torch.cat([best_v, v.to(best_v.dtype)], -1),
                                     torch.cat([best_i, i + offsets[s]], -1), k)
     return (best_v[0], best_i[0]) if squeeze else (best_v, best_i)
+
+
+def _check_backend_device(x: torch.Tensor, group) -> None:
+    """NCCL communicates CUDA tensors only: refuse CPU shards before the first collective."""
+    backend = str(dist.get_backend(group)).lower()
+    if "nccl" in backend and "gloo" not in backend and x.device.type != "cuda":
+        raise ValueError(f"x_shard is on {x.device}, but the process group's backend ({backend}) "
+                         "communicates CUDA tensors only; move the shard to this rank's GPU")
 
 
 def _global_rank(group, group_rank: int) -> int:

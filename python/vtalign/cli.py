@@ -1,4 +1,4 @@
-"""The `vtalign` command: probe, scaling, demo.
+"""The `vtalign` command: probe, scaling, demo, selftest, bench.
 
 User mistakes (bad paths, shapes, options) and a missing optional package
 (`vtalign._optional.MissingDependency`, whose message names the pip install)
@@ -14,14 +14,38 @@ import sys
 import time
 
 
+def _probe_device(device: str, backend: str):
+    """--device as a torch.device, checked before any file is read."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device: {device!r} is not a device (cpu, cuda, cuda:1, ...): {e}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available to torch here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device: {device!r} is neither cpu nor cuda")
+    if backend == "triton" and dev.type != "cuda":
+        raise ValueError("--backend triton runs the kNN searches on a GPU: add --device cuda")
+    if backend == "cpp" and dev.type != "cpu":
+        raise ValueError("--backend cpp runs on the CPU: drop --device or use --backend triton")
+    return None if dev.type == "cpu" else dev
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from vtalign.probe.report import skipped_plots_line
     from vtalign.probe.run import probe_files, probe_markdown
 
+    device = _probe_device(args.device, args.backend)
     res = probe_files(args.a, args.b, metrics=args.metric, k=args.k, out_dir=args.out,
                       normalize=not args.no_normalize, concat=args.concat, outliers=args.outliers,
                       key=args.key, calibrate=args.calibrate, permutations=args.permutations,
-                      bootstrap=args.bootstrap, seed=args.seed, backend=args.backend, progress=not args.quiet)
+                      bootstrap=args.bootstrap, seed=args.seed, backend=args.backend, progress=not args.quiet,
+                      device=device)
     print(probe_markdown(res, f"{os.path.basename(args.a)} x {os.path.basename(args.b)}"))
     if res.files:
         print("wrote " + ", ".join(res.files))
@@ -86,6 +110,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from vtalign._atomic import write_text
+    from vtalign.selftest import markdown, run_selftest
+
+    checks, env = run_selftest(args.device, backend=args.backend, small=args.small, seed=args.seed)
+    text = markdown(checks, env)
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+    return 0 if all(c.passed for c in checks) else 1
+
+
 def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     # the suites ship inside the package (vtalign.benchmarks), so this works from any folder
     from vtalign.benchmarks.report import main as bench_main
@@ -114,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--bootstrap", type=int, default=1000)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--backend", default="auto", choices=["auto", "triton", "cpp", "torch", "reference"])
+    pr.add_argument("--device", default="cpu",
+                    help="where the kNN searches run: cpu (default), cuda, cuda:1, ... (one layer at a time)")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_cmd_probe)
 
@@ -135,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--quiet", action="store_true")
     de.set_defaults(func=_cmd_demo)
+
+    st = sub.add_parser("selftest", help="every op on this device against the float64 reference: a pass/fail "
+                                         "table with the versions (exit 1 if any check fails)")
+    st.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    st.add_argument("--backend", default="auto", choices=["auto", "triton", "cpp", "torch", "reference"])
+    st.add_argument("--small", action="store_true", help="small shapes (for the Triton interpreter on a CPU)")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--out", default=None, help="also write the table to this markdown file")
+    st.set_defaults(func=_cmd_selftest)
 
     sub.add_parser("bench", help="every benchmark suite vs installed peers, static GPU table, H100 floors "
                                  "(options: --size small|full --out DIR --compare OLD.json --suites ... --refuse-busy)",

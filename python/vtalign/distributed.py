@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 
 from vtalign._distributed_knn import knn  # noqa: F401  (sharded exact kNN, its own module)
-from vtalign.ops._common import check_finite, check_tensor, resolve_backend
-from vtalign.ops.contrastive import (DEFAULT_WORKSPACE, _check_common, _check_precision, _check_triton_dtype,
-                                     _compute_dtype, _unit, check_logit_scale, check_slot_inputs, infonce_parts,
+from vtalign.ops._common import check_finite, check_tensor, resolve_backend, triton_dtype_gap
+from vtalign.ops.contrastive import (DEFAULT_WORKSPACE, _check_common, _check_precision, _compute_dtype, _unit,
+                                     check_logit_scale, check_positive_rows, check_slot_inputs, infonce_parts,
                                      slot_parts)
 
 # =============================================================================
@@ -102,14 +102,7 @@ def _global_positives(positives, total: int, device, symmetric: bool) -> Optiona
     if tuple(positives.shape) != (total, total):
         raise ValueError(f"positives must be the global mask of shape {(total, total)}, "
                          f"got {tuple(positives.shape)}")
-    empty = ~positives.any(1)
-    if bool(empty.any()):
-        raise ValueError(f"positives: row {int(empty.nonzero()[0])} has no positive")
-    if symmetric:
-        empty = ~positives.any(0)
-        if bool(empty.any()):
-            raise ValueError(f"positives: column {int(empty.nonzero()[0])} has no positive "
-                             "(symmetric=True needs one per column)")
+    check_positive_rows(positives, symmetric)
     return positives.to(device)
 
 
@@ -154,10 +147,9 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     scale = check_logit_scale(logit_scale, a.device)
     check_finite("a", a)
     check_finite("b", b)
-    be = resolve_backend(backend, [a, b])
+    be = resolve_backend(backend, [a, b], triton_unsupported=triton_dtype_gap(a, b))
     if be == "reference":
         raise ValueError("backend='reference' is single-process; use 'torch' (or 'auto') here")
-    _check_triton_dtype(be, a, b)
     sizes, off, total = _shard_geometry(a.shape[0], a.device, group)
     pos = _global_positives(positives, total, a.device, symmetric)
     cdt = _compute_dtype(a, b)
@@ -196,10 +188,9 @@ def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tenso
     scale = check_logit_scale(logit_scale, ta.device)
     check_finite("ta", ta)
     check_finite("vb", vb)
-    be = resolve_backend(backend, [ta, vb])
+    be = resolve_backend(backend, [ta, vb], triton_unsupported=triton_dtype_gap(ta, vb))
     if be == "reference":
         raise ValueError("backend='reference' is single-process; use 'torch' (or 'auto') here")
-    _check_triton_dtype(be, ta, vb)
     sizes, off, total = _shard_geometry(ta.shape[0], ta.device, group)
     pos = _global_positives(positives, total, ta.device, symmetric)
     cdt = _compute_dtype(ta, vb)

@@ -137,4 +137,28 @@ def test_opcheck(backend, gen):
     torch.library.opcheck(fwd, (C, g, xl, yl, 2, backend))
     _, R = fwd(C.detach(), g.detach(), xl, yl, -1, backend)
     grad = torch.tensor([1.0, -0.5], dtype=torch.float64)
-    torch.library.opcheck(bwd, (C.detach(), R, g.detach(), xl, yl, -1, grad, backend))
+    for need_ec in (True, False):
+        torch.library.opcheck(bwd, (C.detach(), R, g.detach(), xl, yl, -1, grad, backend, need_ec))
+
+
+def test_inner_product_in_chunks_equals_whole(gen):
+    from vtalign.ops.soft_dtw import _inner_f64
+
+    E, C = torch.rand(7, 5, 6, generator=gen), torch.rand(7, 5, 6, generator=gen)
+    whole = (E.double() * C.double()).sum((1, 2))
+    assert torch.equal(_inner_f64(E, C, budget=16 * 5 * 6 * 2), whole)  # two pairs a chunk
+    assert torch.equal(_inner_f64(E, C), whole)
+
+
+def test_gamma_gradient_only_when_asked(gen, monkeypatch):
+    import vtalign.ops.soft_dtw as sd
+
+    calls = []
+    real = sd._inner_f64
+    monkeypatch.setattr(sd, "_inner_f64", lambda E, C, **kw: calls.append(1) or real(E, C, **kw))
+    C = torch.rand(2, 4, 5, generator=gen, requires_grad=True)
+    vtalign.soft_dtw_cost(C, 0.5, backend="torch").sum().backward()
+    assert calls == []  # γ is a float: no ⟨E, C⟩, no float64 copies
+    g = torch.tensor(0.5, requires_grad=True)
+    vtalign.soft_dtw_cost(C, g, backend="torch").sum().backward()
+    assert calls == [1] and g.grad is not None

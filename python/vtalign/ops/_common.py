@@ -5,9 +5,10 @@ argument, and never after half the work is done.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -47,12 +48,16 @@ def has_triton() -> bool:
     return True
 
 
-def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str:
+def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor], *,
+                    triton_unsupported: tuple[type[Exception], str] | None = None) -> str:
     """Pick the concrete backend for `tensors`.
 
     "auto" (or the VTALIGN_BACKEND environment variable when `backend` is "auto"):
-    CUDA tensors go to Triton, CPU tensors to C++ when built, else torch. An
-    explicit backend that cannot run raises; nothing switches silently.
+    CUDA tensors go to Triton, CPU tensors to C++ when built, else torch. Where the
+    Triton kernel cannot take this input (`triton_unsupported`: the error an explicit
+    "triton" raises and why, e.g. (TypeError, "... got torch.float64")),
+    "auto" picks the torch backend, which runs on any device and dtype. An explicit
+    backend that cannot run raises; nothing switches silently.
     """
     if backend is None:
         backend = "auto"
@@ -64,9 +69,12 @@ def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str
     on_cuda = any(t.is_cuda for t in tensors)
     if backend == "auto":
         if on_cuda:
-            backend = "triton"
+            backend = "torch" if triton_unsupported else "triton"
         else:
             backend = "cpp" if has_cpp() else "torch"
+    if backend == "triton" and triton_unsupported:
+        err, why = triton_unsupported
+        raise err(f"backend='triton' {why}; use backend='torch' (or 'auto', which does)")
     if backend == "triton":
         # triton has Linux wheels only, so elsewhere vtalign installs without it
         require("triton", None, "backend='triton'")
@@ -79,6 +87,33 @@ def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor]) -> str
         if on_cuda:
             raise ValueError("backend='cpp' needs CPU tensors; got CUDA tensors")
     return backend
+
+
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def triton_dtype_gap(*ts: torch.Tensor) -> tuple[type[Exception], str] | None:
+    """Why the Triton kernels cannot take these tensors' dtypes (for `resolve_backend`)."""
+    for t in ts:
+        if t.dtype not in TRITON_DTYPES:
+            return TypeError, f"supports float32, float16 and bfloat16 inputs, got {t.dtype}"
+    return None
+
+
+class full_precision_matmul(contextlib.ContextDecorator):
+    """Full float32 GEMMs inside, whatever the caller set with
+    `torch.set_float32_matmul_precision` (restored on exit). Where a GEMM result is
+    differenced (|x|² + |y|² − 2x·y, centred Gram sums), TF32's 10-bit mantissa would
+    leave errors of about 1e-3·|x|²; float64 GEMMs are unaffected either way."""
+
+    def __enter__(self):
+        self._prev = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self._prev)
+        return False
 
 
 def check_tensor(name: str, t, *, ndims: Sequence[int] | None = None, floating: bool = True) -> None:
@@ -100,7 +135,7 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     # propagate into it, so a finite sum proves the tensor finite. Only a
     # non-finite sum (a bad value, or finite values overflowing) pays for the
     # exact element-wise search. (sum(dtype=...) would materialise a cast copy.)
-    if math.isfinite(float(t.detach().sum())):
+    if math.isfinite(float(_finite_total(t))):
         return
     bad = ~torch.isfinite(t)
     if not bool(bad.any()):
@@ -114,6 +149,45 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
     else:
         where = f"index {tuple(pos)}"
     raise ValueError(f"{name} contains {kind} values (first at {where})")
+
+
+def _finite_total(t: torch.Tensor) -> torch.Tensor:
+    # half sums accumulate in float32 (a float16 result would overflow past 65,504)
+    return t.detach().sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.detach().sum()
+
+
+class DeferredChecks:
+    """Checks that read tensor values (NaN/Inf, the sign of a scale, a mask row with no
+    positive), gathered as device-side flags and read back with one host sync however
+    many there are: each sync stalls the CUDA stream and rules out CUDA-graph capture.
+    Only when a flag is up does its precise check run again, to raise the error that
+    names the argument (and the row, layer or column). Everything still happens before
+    any kernel runs.
+    """
+
+    def __init__(self) -> None:
+        self._flags: list[torch.Tensor] = []
+        self._checks: list[Callable[[], None]] = []
+
+    def add(self, bad: torch.Tensor, check: Callable[[], None]) -> None:
+        """`bad`: a one-element bool tensor, True when `check()` may raise."""
+        self._flags.append(bad.reshape(()))
+        self._checks.append(check)
+
+    def finite(self, name: str, t: torch.Tensor, *, layer_major: bool = False) -> None:
+        """`check_finite(name, t)`, deferred: a finite sum proves the tensor finite."""
+        self.add(~torch.isfinite(_finite_total(t)), lambda: check_finite(name, t, layer_major=layer_major))
+
+    def run(self) -> None:
+        """Read every flag with one sync; run the precise check of each raised flag."""
+        if not self._flags:
+            return
+        dev = self._flags[0].device
+        bad = torch.stack([f.to(device=dev, dtype=torch.bool) for f in self._flags]).tolist()
+        for flag, check in zip(bad, self._checks):
+            if flag:
+                check()
+        self._flags, self._checks = [], []
 
 
 def check_same_device(**tensors: torch.Tensor) -> None:

@@ -22,13 +22,13 @@ from typing import Optional
 
 import torch
 
-from vtalign.ops._common import check_finite, check_same_device, check_tensor, resolve_backend
+from vtalign.ops._common import (DeferredChecks, check_same_device, check_tensor,
+                                 resolve_backend, triton_dtype_gap)
 from vtalign.reference import contrastive as ref
 
 DEFAULT_WORKSPACE = 64 << 20  # a few [chunk, B] tiles; larger chunks amortise per-op overhead
 REDUCTIONS = ("mean", "sum", "none")
 POOLS = ("mean", "max", "lse")
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _compute_dtype(*ts: torch.Tensor) -> torch.dtype:
@@ -417,8 +417,9 @@ _slot_op.register_autograd(_slot_backward, setup_context=_setup_slot)
 
 
 # ----------------------------------------------------------------------------- checks
-def check_logit_scale(logit_scale, device: torch.device) -> torch.Tensor:
-    """The multiplier of the cosines as a 0-d tensor; a float or a 0-d tensor, finite and > 0."""
+def check_logit_scale(logit_scale, device: torch.device, checks: DeferredChecks | None = None) -> torch.Tensor:
+    """The multiplier of the cosines as a 0-d tensor; a float or a 0-d tensor, finite and > 0.
+    With `checks`, a tensor's value is checked there (one sync for every value check)."""
     if isinstance(logit_scale, bool) or not isinstance(logit_scale, (int, float, torch.Tensor)):
         raise TypeError(f"logit_scale must be a float or a 0-d tensor, got {type(logit_scale).__name__}")
     if isinstance(logit_scale, torch.Tensor):
@@ -426,18 +427,24 @@ def check_logit_scale(logit_scale, device: torch.device) -> torch.Tensor:
             raise ValueError(f"logit_scale must be a 0-d tensor, got shape {tuple(logit_scale.shape)}")
         if not logit_scale.is_floating_point():
             raise TypeError(f"logit_scale must have a floating dtype, got {logit_scale.dtype}")
-        value = float(logit_scale.detach())
-        t = logit_scale
-    else:
-        value = float(logit_scale)
-        t = torch.tensor(value, dtype=torch.float32, device=device)
+        if checks is not None:
+            v = logit_scale.detach()
+            checks.add(~(torch.isfinite(v) & (v > 0)), lambda: _check_scale_value(float(v)))
+        else:
+            _check_scale_value(float(logit_scale.detach()))
+        return logit_scale
+    _check_scale_value(float(logit_scale))
+    return torch.tensor(float(logit_scale), dtype=torch.float32, device=device)
+
+
+def _check_scale_value(value: float) -> None:
     if not math.isfinite(value) or value <= 0.0:
         raise ValueError(f"logit_scale must be finite and > 0 (it multiplies the cosines; pass "
                          f"logit_scale.exp() for CLIP's log-parameter), got {value}")
-    return t
 
 
-def _check_positives(positives, n: int, m: int, device, need_cols: bool) -> Optional[torch.Tensor]:
+def _check_positives(positives, n: int, m: int, device, need_cols: bool,
+                     checks: DeferredChecks | None = None) -> Optional[torch.Tensor]:
     if positives is None:
         if n != m:
             raise ValueError(f"positives is required when the two sides differ in size ({n} vs {m})")
@@ -450,6 +457,19 @@ def _check_positives(positives, n: int, m: int, device, need_cols: bool) -> Opti
         raise ValueError(f"positives must have shape {(n, m)}, got {tuple(positives.shape)}")
     if positives.device != device:
         raise ValueError(f"positives must be on {device}, got {positives.device}")
+
+    if checks is None:
+        check_positive_rows(positives, need_cols)
+    else:
+        bad = (~positives.any(1)).any()
+        if need_cols:
+            bad = bad | (~positives.any(0)).any()
+        checks.add(bad, lambda: check_positive_rows(positives, need_cols))
+    return positives.contiguous()
+
+
+def check_positive_rows(positives: torch.Tensor, need_cols: bool) -> None:
+    """Every row (and with `need_cols` every column) of the bool mask has a positive."""
     empty = ~positives.any(1)
     if bool(empty.any()):
         raise ValueError(f"positives: row {int(empty.nonzero()[0])} has no positive")
@@ -458,7 +478,6 @@ def _check_positives(positives, n: int, m: int, device, need_cols: bool) -> Opti
         if bool(empty.any()):
             raise ValueError(f"positives: column {int(empty.nonzero()[0])} has no positive "
                              "(symmetric=True needs one per column)")
-    return positives.contiguous()
 
 
 def _check_common(symmetric, reduction, n: int, m: int) -> None:
@@ -483,14 +502,6 @@ def _reduce(row: torch.Tensor, col: torch.Tensor, symmetric: bool, reduction: st
 def _check_precision(precision: str) -> None:
     if precision not in ("ieee", "tf32", "tf32x3"):
         raise ValueError(f"precision must be 'ieee', 'tf32' or 'tf32x3', got {precision!r}")
-
-
-def _check_triton_dtype(be: str, *ts: torch.Tensor) -> None:
-    if be == "triton":
-        for t in ts:
-            if t.dtype not in _TRITON_DTYPES:
-                raise TypeError(f"backend='triton' supports {_TRITON_DTYPES}, got {t.dtype}; "
-                                "use backend='torch' for float64")
 
 
 # ----------------------------------------------------------------------------- public
@@ -568,15 +579,16 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     n, m = a.shape[0], b.shape[0]
     _check_common(symmetric, reduction, n, m)
     _check_precision(precision)
-    scale = check_logit_scale(logit_scale, a.device)
-    pos = _check_positives(positives, n, m, a.device, symmetric)
-    check_finite("a", a)
-    check_finite("b", b)
-    be = resolve_backend(backend, [a, b])
+    checks = DeferredChecks()
+    scale = check_logit_scale(logit_scale, a.device, checks)
+    pos = _check_positives(positives, n, m, a.device, symmetric, checks)
+    checks.finite("a", a)
+    checks.finite("b", b)
+    checks.run()
+    be = resolve_backend(backend, [a, b], triton_unsupported=triton_dtype_gap(a, b))
     if be == "reference":
         return ref.contrastive_loss(a, b, scale, positives=pos, symmetric=symmetric, reduction=reduction,
                                     normalize=normalize)
-    _check_triton_dtype(be, a, b)
     cdt = _compute_dtype(a, b)
     if normalize:
         a_hat, b_hat = _unit(a, cdt, be), _unit(b, cdt, be)
@@ -590,7 +602,7 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     return _reduce(row, col, symmetric, reduction)
 
 
-def check_slot_inputs(ta, vb, valid, pool, pool_temperature) -> None:
+def check_slot_inputs(ta, vb, valid, pool, pool_temperature, checks: DeferredChecks | None = None) -> None:
     """Shape, dtype and value checks of the frame-slot loss, naming the argument."""
     check_tensor("ta", ta, ndims=(3,))
     check_tensor("vb", vb, ndims=(3,))
@@ -603,9 +615,16 @@ def check_slot_inputs(ta, vb, valid, pool, pool_temperature) -> None:
         raise ValueError(f"valid must have shape {(vb.shape[0], vb.shape[1])} (videos, frames), "
                          f"got {tuple(valid.shape)}")
     check_same_device(ta=ta, vb=vb, valid=valid)
-    none = ~valid.any(1)
-    if bool(none.any()):
-        raise ValueError(f"valid: video {int(none.nonzero()[0])} has no valid frame")
+
+    def no_frame():
+        none = ~valid.any(1)
+        if bool(none.any()):
+            raise ValueError(f"valid: video {int(none.nonzero()[0])} has no valid frame")
+
+    if checks is None:
+        no_frame()
+    else:
+        checks.add((~valid.any(1)).any(), no_frame)
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if isinstance(pool_temperature, bool) or not isinstance(pool_temperature, (int, float)):
@@ -636,19 +655,20 @@ def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tenso
         a 0-d loss (or `[N]` for reduction="none"). No `[N, M, T]` tensor is built
         (the CPU path holds one `[chunk, M, T]` slab at a time).
     """
-    check_slot_inputs(ta, vb, valid, pool, pool_temperature)
+    checks = DeferredChecks()
+    check_slot_inputs(ta, vb, valid, pool, pool_temperature, checks)
     n, m = ta.shape[0], vb.shape[0]
     _check_common(symmetric, reduction, n, m)
     _check_precision(precision)
-    scale = check_logit_scale(logit_scale, ta.device)
-    pos = _check_positives(positives, n, m, ta.device, symmetric)
-    check_finite("ta", ta)
-    check_finite("vb", vb)
-    be = resolve_backend(backend, [ta, vb])
+    scale = check_logit_scale(logit_scale, ta.device, checks)
+    pos = _check_positives(positives, n, m, ta.device, symmetric, checks)
+    checks.finite("ta", ta)
+    checks.finite("vb", vb)
+    checks.run()
+    be = resolve_backend(backend, [ta, vb], triton_unsupported=triton_dtype_gap(ta, vb))
     if be == "reference":
         return ref.slot_contrastive_loss(ta, vb, valid, scale, pool=pool, pool_temperature=pool_temperature,
                                          positives=pos, symmetric=symmetric, reduction=reduction)
-    _check_triton_dtype(be, ta, vb)
     cdt = _compute_dtype(ta, vb)
     ta_hat, vb_hat = _unit(ta, cdt, be), _unit(vb, cdt, be)
     if be == "triton":

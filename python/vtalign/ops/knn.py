@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from vtalign.ops._common import check_finite, check_tensor, cpp, eager_op, resolve_backend
+from vtalign.ops._common import check_finite, check_tensor, cpp, eager_op, resolve_backend, triton_dtype_gap
 from vtalign.reference import knn as ref
 
 DEFAULT_WORKSPACE = 32 << 20  # one similarity tile: 2896 x 2896 float32
@@ -182,6 +182,18 @@ def _check_k(k, n_candidates: int, what: str) -> None:
         raise ValueError(f"k must be in [1, {n_candidates}] ({what}), got k={k}")
 
 
+# the Triton kernel keeps a row's best keys in registers, padded to a power of two
+# (kernels/knn.py MAX_K; a test holds the two equal)
+TRITON_MAX_K = 128
+
+
+def _triton_gap(x: torch.Tensor, k: int) -> tuple[type[Exception], str] | None:
+    gap = triton_dtype_gap(x)
+    if gap is None and k > TRITON_MAX_K:
+        gap = ValueError, f"supports k <= {TRITON_MAX_K}, got k={k}"
+    return gap
+
+
 def cosine_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, backend: str = "auto",
                max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3",
                normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +217,7 @@ def cosine_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, backend: s
     n = xx.shape[1]
     _check_k(k, n - 1 if exclude_self else n, "exclude_self=True leaves N-1 candidates" if exclude_self
              else "N candidates")
-    be = resolve_backend(backend, [xx])
+    be = resolve_backend(backend, [xx], triton_unsupported=_triton_gap(xx, k))
     if normalize:
         xx = unit_rows(xx)
     v, i = _knn(xx, xx, k, 0 if exclude_self else -1, True, be, int(max_workspace_bytes), precision)
@@ -243,7 +255,7 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, normalize: bool = 
     if shift >= 0 and shift + q.shape[1] > n:
         raise ValueError(f"self_shift={shift} with {q.shape[1]} queries points past the {n} keys")
     _check_k(k, n - 1 if shift >= 0 else n, "keys available per query")
-    be = resolve_backend(backend, [q, kk])
+    be = resolve_backend(backend, [q, kk], triton_unsupported=_triton_gap(q, k))
     if normalize:
         q, kk = unit_rows(q), unit_rows(kk)
     v, i = _knn(q, kk, k, shift, False, be, int(max_workspace_bytes), precision)

@@ -6,6 +6,8 @@ no Triton twin: the lists are N·k integers, so CUDA lists are walked on the CPU
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from vtalign.ops._common import cpp, has_cpp, resolve_backend
@@ -15,13 +17,17 @@ KNN_METRICS = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn")
 _KIND = {"cycle_knn": 0, "lcs_knn": 1, "edit_distance_knn": 2}
 
 
-def _list_backend(backend: str, tensors: list[torch.Tensor]) -> str:
-    """Backend for the index-list kernels: there is no Triton twin (the lists are
-    tiny), so CUDA lists are walked by the C++ core on the CPU."""
-    be = resolve_backend(backend, [t for t in tensors if not t.is_cuda])
-    if be in ("triton", "cpp"):
+def _list_backend(backend: str | None, tensors: list[torch.Tensor]) -> str:
+    """Backend for the index-list kernels. There is no Triton twin (the lists are N·k
+    integers), so lists on any device are walked on the CPU: "triton" (asked for, by
+    VTALIGN_BACKEND or by "auto" for CUDA lists) means the fastest CPU walk."""
+    be = backend or "auto"
+    if be == "auto":
+        be = os.environ.get("VTALIGN_BACKEND", "auto") or "auto"
+    if be in ("auto", "triton"):
         return "cpp" if has_cpp() else "torch"
-    return "torch"
+    be = resolve_backend(be, [])  # the name is checked, the walk runs on the CPU
+    return "cpp" if be == "cpp" else "torch"
 
 
 def _check_pair_lists(idx_a: torch.Tensor, idx_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from vtalign.ops import _soft_dtw_fused as fused
-from vtalign.ops._common import check_finite, check_tensor, cpp, resolve_backend
+from vtalign.ops._common import check_finite, check_tensor, cpp, full_precision_matmul, resolve_backend
 from vtalign.reference import soft_dtw as ref
 
 COSTS = ("sqeuclidean", "cosine", "negdot")
@@ -158,6 +158,7 @@ def _check_cost_inputs(C: torch.Tensor, gamma: Gamma, bandwidth, x_lengths: Leng
 
 
 # ==================================================================== costs
+@full_precision_matmul()
 def gemm_cost(x: torch.Tensor, y: torch.Tensor, sq: bool, offset: float, pairwise: bool) -> torch.Tensor:
     """The cost of `_GemmCost` without autograd (see there for the shapes)."""
     # Fold the norms / offset into the GEMM (two extra columns): C comes out of one
@@ -199,6 +200,7 @@ class _GemmCost(torch.autograd.Function):
         return gemm_cost(x, y, sq, offset, pairwise)
 
     @staticmethod
+    @full_precision_matmul()
     def backward(ctx, G):
         x, y = ctx.saved_tensors
         gx = gy = None
@@ -392,8 +394,9 @@ def _(C, gamma, x_len, y_len, bandwidth, backend):
 @torch.library.custom_op("vtalign::soft_dtw_bwd", mutates_args=())
 def _bwd_op(C: torch.Tensor, R: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
             y_len: torch.Tensor, bandwidth: int, grad: torch.Tensor,
-            backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (grad·E [P1, P2, N, M] contiguous, ⟨E, C⟩ [P1·P2] float64), E = ∂value/∂C."""
+            backend: str, need_ec: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (grad·E [P1, P2, N, M] contiguous, ⟨E, C⟩ [P1·P2] float64), E = ∂value/∂C.
+    ⟨E, C⟩ (for the γ-gradient) is zeros unless `need_ec`."""
     P1, P2, N, M = C.shape
     P = P1 * P2
     if backend == "cpp":
@@ -409,13 +412,21 @@ def _bwd_op(C: torch.Tensor, R: torch.Tensor, gamma: torch.Tensor, x_len: torch.
         E3 = _triton_module().soft_dtw_backward(C3.contiguous(), R, gamma, x_len, y_len, bandwidth)
     else:
         E3 = _torch_backward(C3, R, gamma, x_len, y_len, bandwidth)
-    EC = (E3.double() * C3.double()).sum((1, 2))
+    EC = _inner_f64(E3, C3) if need_ec else torch.zeros(P, dtype=torch.float64, device=C.device)
     E3 = E3 * grad.to(E3.dtype)[:, None, None]
     return E3.reshape(P1, P2, N, M).contiguous(), EC
 
 
+def _inner_f64(E3: torch.Tensor, C3: torch.Tensor, budget: int = 64 << 20) -> torch.Tensor:
+    """⟨E_p, C_p⟩ per pair in float64 (the γ-gradient value − ⟨E, C⟩ cancels at small γ),
+    a few pairs at a time so the float64 copies stay within `budget` bytes."""
+    P, N, M = E3.shape
+    step = max(1, budget // max(1, 16 * N * M))
+    return torch.cat([(E3[p:p + step].double() * C3[p:p + step].double()).sum((1, 2)) for p in range(0, P, step)])
+
+
 @_bwd_op.register_fake
-def _(C, R, gamma, x_len, y_len, bandwidth, grad, backend):
+def _(C, R, gamma, x_len, y_len, bandwidth, grad, backend, need_ec):
     P1, P2, N, M = C.shape
     return C.new_empty(P1, P2, N, M), C.new_empty(P1 * P2, dtype=torch.float64)
 
@@ -433,7 +444,8 @@ def _fwd_backward(ctx, g_values, g_R):
     C, R, gamma, x_len, y_len, values = ctx.saved_tensors
     if g_values is None:
         g_values = torch.zeros_like(values)
-    E, EC = _bwd_op(C, R, gamma, x_len, y_len, ctx.bandwidth, g_values.contiguous(), ctx.backend)
+    E, EC = _bwd_op(C, R, gamma, x_len, y_len, ctx.bandwidth, g_values.contiguous(), ctx.backend,
+                    bool(ctx.needs_input_grad[1]))
     gC = E if ctx.needs_input_grad[0] else None
     gg = None
     if ctx.needs_input_grad[1]:
@@ -445,6 +457,14 @@ _fwd_op.register_autograd(_fwd_backward, setup_context=_setup_context)
 
 
 # ================================================================= dispatch
+def _triton_gap(*ts: torch.Tensor) -> tuple[type[Exception], str] | None:
+    """The Triton DP runs in float32 (half inputs are upcast): float64 would be rounded,
+    so "auto" takes the torch backend for it on CUDA and an explicit "triton" refuses it."""
+    if any(t.dtype == torch.float64 for t in ts):
+        return TypeError, "computes in float32 and would round these float64 inputs"
+    return None
+
+
 def _compute_dtype(C: torch.Tensor, backend: str) -> torch.dtype:
     if backend == "triton":
         return torch.float32
@@ -501,7 +521,7 @@ def soft_dtw_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: Optional[in
         values `[B]` (float64 for float64 input on the CPU, float32 otherwise).
     """
     g, xl, yl, w = _check_cost_inputs(C, gamma, bandwidth, x_lengths, y_lengths)
-    be = resolve_backend(backend, [C] + ([g] if isinstance(g, torch.Tensor) else []))
+    be = resolve_backend(backend, [C] + ([g] if isinstance(g, torch.Tensor) else []), triton_unsupported=_triton_gap(C))
     if be == "reference":
         return _reference_values(C, g, xl, yl, w)
     return _run(C[None], g, xl, yl, w, be)
@@ -519,7 +539,7 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
     Differentiable w.r.t. x, y and a tensor γ.
     """
     xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True, finite=False)
-    be = resolve_backend(backend, [x, y])
+    be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     xn, yn = _finite_features(x, y, cost, be)
     B = x.shape[0]
     g = _check_gamma(gamma, B)
@@ -595,7 +615,7 @@ def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     pyl = yl[None, :].expand(B1, B2).reshape(-1)
     w = _check_bandwidth(bandwidth, pxl, pyl,
                          pair_names=lambda p: f"pair (x[{p // B2}], y[{p % B2}])")
-    be = resolve_backend(backend, [x, y])
+    be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
         return ref.soft_dtw_pairwise(x, y, gg, cost=cost, bandwidth=None if w < 0 else w,
@@ -619,7 +639,8 @@ def _alignment(C4: torch.Tensor, g: Gamma, xl, yl, w: int, be: str) -> torch.Ten
     gv = _gamma_vector(g.detach() if isinstance(g, torch.Tensor) else g, P1, P2, dt, C4.device)
     dev = C4.device
     _, R = _fwd_op(C4, gv, xl.to(dev), yl.to(dev), int(w), be)
-    E, _ = _bwd_op(C4, R, gv, xl.to(dev), yl.to(dev), int(w), torch.ones(P1 * P2, dtype=dt, device=dev), be)
+    E, _ = _bwd_op(C4, R, gv, xl.to(dev), yl.to(dev), int(w), torch.ones(P1 * P2, dtype=dt, device=dev), be,
+                   False)
     return E.reshape(P1 * P2, N, M)
 
 
@@ -632,7 +653,7 @@ def soft_dtw_alignment_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: O
     anti-diagonal of the block carries mass between 0 and 1.
     """
     g, xl, yl, w = _check_cost_inputs(C, gamma, bandwidth, x_lengths, y_lengths)
-    be = resolve_backend(backend, [C])
+    be = resolve_backend(backend, [C], triton_unsupported=_triton_gap(C))
     with torch.no_grad():
         return _alignment(C[None], g, xl, yl, w, be)
 
@@ -647,7 +668,7 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     B = x.shape[0]
     g = _check_gamma(gamma, B)
     w = _check_bandwidth(bandwidth, xl, yl)
-    be = resolve_backend(backend, [x, y])
+    be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     with torch.no_grad():
         C = ref.pairwise_cost(x, y, cost) if be == "reference" else pairwise_cost(x, y, cost)
         return _alignment(C[None], g, xl, yl, w, be)
@@ -712,7 +733,7 @@ def s2dtw(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoothing_gam
     xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
     B = x.shape[0]
     g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B)
-    be = resolve_backend(backend, [x, y])
+    be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
         return ref.s2dtw(x, y, gamma=gg, smoothing_gamma=gs, null_cost=null_cost, cost=cost,
@@ -729,7 +750,7 @@ def s2dtw_pairwise(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoo
     B1, N = x.shape[0], x.shape[1]
     B2, M = y.shape[0], y.shape[1]
     g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, 1)
-    be = resolve_backend(backend, [x, y])
+    be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
         return ref.s2dtw_pairwise(x, y, gamma=gg, smoothing_gamma=gs, null_cost=null_cost, cost=cost,

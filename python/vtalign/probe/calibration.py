@@ -67,10 +67,12 @@ def permutation_null(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mu
     _check_count("n_permutations", n_permutations, 1)
     n = idx_b.shape[-2]
     g = torch.Generator().manual_seed(int(seed))
-    ib = idx_b.cpu().to(torch.int64)
+    # both lists on idx_a's device (the overlap kernels take one device); the
+    # permutations come from the CPU generator, so every device draws the same ones
+    ib = idx_b.to(device=idx_a.device, dtype=torch.int64)
     out = []
     for _ in range(n_permutations):
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(idx_a.device)
         out.append(list_scores(metric, idx_a, permute_lists(ib, perm), backend=backend))
     return torch.stack(out)
 

@@ -33,6 +33,7 @@ import torch
 from vtalign.ops import cosine_knn
 from vtalign.ops.knn_lists import KNN_METRICS, _check_pair_lists, _cknna_terms, _list_backend, list_scores
 from vtalign.ops.knn import DEFAULT_WORKSPACE
+from vtalign.ops._common import full_precision_matmul
 
 GRAM_METRICS = ("cka", "unbiased_cka", "cknna")
 METRICS = KNN_METRICS + GRAM_METRICS
@@ -187,6 +188,7 @@ class GramTerms:
     the features (a U-statistic of differences x_i - x_j), while K_c 1 = 0 turns
     its row-sum terms into sums of the diagonal."""
 
+    @full_precision_matmul()  # the Gram sums are differenced: no TF32 here
     def __init__(self, layers_a: Layers, layers_b: Layers, *, normalize: bool = True,
                  max_workspace_bytes: int = DEFAULT_WORKSPACE, route: str = "auto"):
         if route not in ("auto", "gram", "covariance"):
@@ -258,6 +260,7 @@ def cka_scores(layers_a: Layers, layers_b: Layers, *, unbiased: bool = False, no
                      route=route).cka(unbiased)
 
 
+@full_precision_matmul()
 def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = True,
                       max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
     """Similarities `[L, N, k]` (float64) of each row with its listed neighbours,
@@ -326,13 +329,10 @@ def layer_lists(layers: Layers, k: int, *, normalize: bool = True, backend: str 
                 max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
     """Neighbour lists `[L, N, k]` of `[N, D_l]` layers, one kNN search per layer.
 
-    Layers are searched one at a time on the CPU so the extra memory is one
+    Layers are searched one at a time, on any device, so the extra memory is one
     layer's normalised copy, never a stacked copy of all layers.
     """
     kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
-    in_memory = isinstance(layers, (list, tuple))
-    if in_memory and layers[0].is_cuda and len({(t.shape[1], t.dtype, t.device) for t in layers}) == 1:
-        return cosine_knn(torch.stack(list(layers)), k, **kw)[1]
     return torch.stack([cosine_knn(t, k, **kw)[1] for t in layers])
 
 

@@ -28,9 +28,11 @@ def _file_id(path: str) -> str:
 
 
 def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options: str, cache_dir: str | None,
-                       backend: str = "auto", label: str = "kNN", progress: bool = True) -> torch.Tensor:
-    """Neighbour lists `[L, N, k]`, one search per layer, each reused from
-    `cache_dir` when an identical search already ran."""
+                       backend: str = "auto", label: str = "kNN", progress: bool = True,
+                       device: str | torch.device | None = None) -> torch.Tensor:
+    """Neighbour lists `[L, N, k]` (CPU), one search per layer, each reused from
+    `cache_dir` when an identical search already ran. With `device`, each layer is
+    moved there for its search alone (one layer on the GPU at a time)."""
     out = []
     with Progress(f"{label} search, layer", len(layers), enabled=progress) as bar:
         for i in range(len(layers)):
@@ -43,7 +45,9 @@ def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options
                     out.append(torch.load(path, weights_only=True))
                     bar.step("cached")
                     continue
-            idx = cosine_knn(layers[i], k, normalize=normalize, backend=backend)[1]
+            x = layers[i] if device is None else layers[i].to(device)
+            idx = cosine_knn(x, k, normalize=normalize, backend=backend)[1].cpu()
+            del x
             if path is not None:
                 from vtalign.probe.report import atomic_write
                 atomic_write(path, lambda tmp: torch.save(idx, tmp))
@@ -79,13 +83,16 @@ class ProbeResult:
 def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 10, out_dir: str | None = None,
                 normalize: bool = True, concat: bool = False, outliers: str | None = None, key: str = "feats",
                 calibrate: bool = False, permutations: int = 200, bootstrap: int = 1000, seed: int = 0,
-                backend: str = "auto", progress: bool = True) -> ProbeResult:
+                backend: str = "auto", progress: bool = True,
+                device: str | torch.device | None = None) -> ProbeResult:
     """Probe every layer pair of two feature files (see `vtalign probe --help`).
 
     Features are streamed layer by layer from disk (memory-mapped where the
     format allows), so peak memory is about two layers plus the kNN lists.
     With `out_dir` but no importable matplotlib, summary.json and summary.md are
     still written and `plots_skipped` on the result says why the heat maps are not.
+    `device` (e.g. "cuda") runs the kNN searches there, one layer at a time; the
+    list metrics and CKA run on the CPU.
     """
     metrics = list(METRICS) if list(metrics) == ["all"] else list(metrics)
     for m in metrics:
@@ -104,9 +111,9 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
         lists = None
         if any(m in USES_K for m in metrics):
             lists = (cached_layer_lists(la, _file_id(path_a), k, normalize=normalize, options=opts,
-                                        cache_dir=cache, backend=backend, label="A", progress=progress),
+                                        cache_dir=cache, backend=backend, label="A", progress=progress, device=device),
                      cached_layer_lists(lb, _file_id(path_b), k, normalize=normalize, options=opts,
-                                        cache_dir=cache, backend=backend, label="B", progress=progress))
+                                        cache_dir=cache, backend=backend, label="B", progress=progress, device=device))
         scores = all_pair_scores(metrics, la, lb, k, normalize=normalize, backend=backend, lists=lists)
         res = ProbeResult({m: _result(s, m, k, n, concat) for m, s in scores.items()})
         if calibrate:

@@ -101,6 +101,11 @@ class TemporalAugmentation(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         probs, perms = self.distribution(x)
-        pick = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        if generator is not None and generator.device.type != probs.device.type:
+            # a seeded CPU generator keeps a CUDA run's draws identical to the CPU run's
+            pick = torch.multinomial(probs.detach().to(generator.device), 1, generator=generator)[:, 0]
+            pick = pick.to(probs.device)
+        else:
+            pick = torch.multinomial(probs, 1, generator=generator)[:, 0]
         perm = perms[pick]
         return torch.gather(x, 1, perm[..., None].expand_as(x)), perm
