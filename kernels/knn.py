@@ -93,13 +93,14 @@ def knn_config(k: int, dtype: torch.dtype) -> dict:
     """Tile sizes per (dtype, k bucket). Chosen by compiling candidates for sm_80 and
     sm_90 and keeping the largest tiles with zero spills (table in
     benchmarks/results/gpu_static.md): float32 runs 3xTF32, whose split operands
-    need more registers, so its D chunk is smaller at k <= 16 and k > 64."""
+    need more registers, so its D chunk is smaller at k <= 32 and k > 64."""
     k_pad = max(2, triton.next_power_of_2(k))
     fp32 = dtype == torch.float32
     if k_pad <= 16:
         bm, bn, bd = 64, 64, 16 if fp32 else 32
     elif k_pad <= 32:
-        bm, bn, bd = 64, 32 if fp32 else 64, 32
+        # fp32: the int64 row offsets cost registers, and BLOCK_D 32 spilled 12 bytes on sm_80
+        bm, bn, bd = (64, 32, 16) if fp32 else (64, 64, 32)
     elif k_pad <= 64:
         bm, bn, bd = 32, 64, 32
     else:

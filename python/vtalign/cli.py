@@ -29,6 +29,10 @@ def _probe_device(device: str, backend: str):
             raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type != "cpu":
         raise ValueError(f"--device: {device!r} is neither cpu nor cuda")
+    if backend == "triton":  # a missing triton is the first thing to fix
+        from vtalign._optional import require
+
+        require("triton", None, "backend='triton'")
     if backend == "triton" and dev.type != "cuda":
         raise ValueError("--backend triton runs the kNN searches on a GPU: add --device cuda")
     if backend == "cpp" and dev.type != "cpu":

@@ -60,8 +60,8 @@ def test_fused_ops_run_not_the_reference(gen, monkeypatch):
     seen = []
     resolve = ops_contrastive.resolve_backend
 
-    def recording(backend, tensors):
-        seen.append(resolve(backend, tensors))
+    def recording(backend, tensors, **kw):
+        seen.append(resolve(backend, tensors, **kw))
         return seen[-1]
 
     def forbidden(*a, **k):

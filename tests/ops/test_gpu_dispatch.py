@@ -69,11 +69,13 @@ def test_list_metrics_take_backend_triton(metric, gen):
     other = vtalign.cosine_knn(torch.randn(3, 30, 8, generator=gen), 4)[1]
     want = list_scores(metric, idx, other, backend="cpp")
     assert torch.equal(list_scores(metric, idx, other, backend="triton"), want)
-    assert torch.equal(list_scores(metric, idx, other, backend="torch"), want)
+    torch.testing.assert_close(list_scores(metric, idx, other, backend="torch"), want, rtol=0, atol=1e-12)
 
 
 def test_cost_and_gram_gemms_run_at_full_precision_and_restore():
-    import vtalign.ops.soft_dtw as sd
+    import importlib
+
+    sd = importlib.import_module("vtalign.ops.soft_dtw")  # the module, not the function
 
     seen = []
     real_bmm = torch.bmm
