@@ -190,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--suites", nargs="+", default=None, help=f"subset of {SUITES}")
     p.add_argument("--refuse-busy", action="store_true",
                    help="stop (exit 3) when another process keeps the machine busy before a suite")
+    p.add_argument("--no-static", action="store_true",
+                   help="leave out the static GPU compile table (it takes a minute or two)")
     p.add_argument("--max-wait", type=float, default=60.0,
                    help="seconds to wait for a busy machine to go quiet before each suite (default 60)")
     return p
@@ -243,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
                      suite_report(name, command, f"{_load_line(name, load[name])}\n\n{body}"))
     from .bench_gpu_static import format_rows, static_rows as compile_static
 
-    log("static GPU compile ...")
-    static_rows = compile_static()
-    static_md = format_rows(static_rows)
+    static_rows, static_md = [], "(left out: --no-static)"
+    if not args.no_static:
+        log("static GPU compile ...")
+        static_rows = compile_static()
+        static_md = format_rows(static_rows)
     rows = list(_measure.RESULTS)
     sp, limits = speedups(rows), speedups(rows, role="floor")
     threads = next((r["threads"] for r in rows if r.get("threads")), None)

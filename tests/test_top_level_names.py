@@ -54,3 +54,19 @@ def test_vtalign_subpackages_resolve_from_root_and_elsewhere(tmp_path):
         knn_file, report_file = out.stdout.splitlines()
         assert knn_file.endswith(os.path.join("kernels", "knn.py"))
         assert report_file.endswith("report.py")
+
+
+def test_vtalign_bench_runs_from_any_folder(tmp_path):
+    """The suites ship in the package: a run from outside the checkout writes where --out says."""
+    out = tmp_path / "X"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-m", "vtalign.cli", "bench", "--size", "small", "--suites", "metrics",
+                          "--no-static", "--max-wait", "0", "--out", str(out)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    res = json.loads((out / "results.json").read_text())
+    assert {r["suite"] for r in res["rows"]} == {"metrics"} and res["speedups"]
+    assert all(len(r["times"]) >= 3 for r in res["rows"])  # rounds of fresh processes
+    assert (out / "report.md").read_text().startswith("# vtalign bench (small)")
