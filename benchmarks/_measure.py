@@ -112,10 +112,6 @@ def worker_env() -> dict:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
     env.setdefault("OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY)
-    # the suites are found as modules of the package they live in, from any folder
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if __package__ == "benchmarks":
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 

@@ -123,33 +123,37 @@ def run(size: str = "full", progress=None) -> str:
               _table(st, res)]
 
     for q in cfg["knn"]:
-        case = f"cosine kNN N={q['N']}, D={q['D']}, k={q['k']}"
-        tmp = tempfile.mkdtemp(prefix="vtalign-bench-knn-")
-        specs = {SELF_LABELS[i]: dict(kind="self", impl=i, save=os.path.join(tmp, f"{i}.pt"), **q)
-                 for i in ("vtalign", "faiss", "gemm")}
-        notes = []
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            specs.pop(SELF_LABELS["faiss"])
-            notes.append("faiss-cpu is not installed (`pip install faiss-cpu`): its row is skipped.")
-        res = compare(mod, specs, progress=progress)
-        st = record_compared("knn", case, res, floors=("bare GEMM",))
-        lines += ["", f"## Exact cosine kNN: N={q['N']:,}, D={q['D']}, k={q['k']} (float32)", "",
-                  _table(st, res, floors=("bare GEMM",)), ""]
-        lines += [f"Input: {q['N'] * q['D'] * 4 / 2**20:.0f} MiB. The bare GEMM row times the N x N x D products "
-                  "alone; a self-search needs only half of them (each off-diagonal tile serves both of its "
-                  "blocks), so vtalign can beat it."]
-        a, b = os.path.join(tmp, "vtalign.pt"), os.path.join(tmp, "faiss.pt")
-        if os.path.exists(a) and os.path.exists(b):
-            ia, ib = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-            agree = float((ia.unsqueeze(-1) == ib.unsqueeze(-2)).any(-1).float().mean())
-            lines.append(f"Neighbour agreement with faiss: {agree * 100:.3f}% of list entries (float32 near-ties).")
-        for f in os.listdir(tmp):
-            os.remove(os.path.join(tmp, f))
-        os.rmdir(tmp)
-        lines += notes
+        with tempfile.TemporaryDirectory(prefix="vtalign-bench-knn-") as tmp:
+            lines += _self_knn_case(q, tmp, mod, progress)
     return "\n".join(lines) + "\n"
+
+
+def _self_knn_case(q: dict, tmp: str, mod: str, progress) -> list[str]:
+    """Exact self-kNN of one size: vtalign, faiss and the bare GEMM in alternated rounds."""
+    lines = []
+    case = f"cosine kNN N={q['N']}, D={q['D']}, k={q['k']}"
+    specs = {SELF_LABELS[i]: dict(kind="self", impl=i, save=os.path.join(tmp, f"{i}.pt"), **q)
+             for i in ("vtalign", "faiss", "gemm")}
+    notes = []
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        specs.pop(SELF_LABELS["faiss"])
+        notes.append("faiss-cpu is not installed (`pip install faiss-cpu`): its row is skipped.")
+    res = compare(mod, specs, progress=progress)
+    st = record_compared("knn", case, res, floors=("bare GEMM",))
+    lines += ["", f"## Exact cosine kNN: N={q['N']:,}, D={q['D']}, k={q['k']} (float32)", "",
+              _table(st, res, floors=("bare GEMM",)), ""]
+    lines += [f"Input: {q['N'] * q['D'] * 4 / 2**20:.0f} MiB. The bare GEMM row times the N x N x D products "
+              "alone; a self-search needs only half of them (each off-diagonal tile serves both of its "
+              "blocks), so vtalign can beat it."]
+    a, b = os.path.join(tmp, "vtalign.pt"), os.path.join(tmp, "faiss.pt")
+    if os.path.exists(a) and os.path.exists(b):
+        ia, ib = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+        agree = float((ia.unsqueeze(-1) == ib.unsqueeze(-2)).any(-1).float().mean())
+        lines.append(f"Neighbour agreement with faiss: {agree * 100:.3f}% of list entries (float32 near-ties).")
+    lines += notes
+    return lines
 
 
 def _table(st: dict[str, dict], res: dict[str, dict], floors: tuple[str, ...] = ()) -> str:

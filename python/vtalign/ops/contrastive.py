@@ -468,6 +468,19 @@ def _check_positives(positives, n: int, m: int, device, need_cols: bool,
     return positives.contiguous()
 
 
+def _value_checks(checks: DeferredChecks, logit_scale, positives, symmetric: bool, **sides: torch.Tensor):
+    """The loss's value checks (scale, positives, finite inputs; plus whatever `checks`
+    already holds) with one host sync. `sides`: the two inputs by name, rows first.
+    Returns (scale, positives)."""
+    (_, x), (_, y) = sides.items()
+    scale = check_logit_scale(logit_scale, x.device, checks)
+    pos = _check_positives(positives, x.shape[0], y.shape[0], x.device, symmetric, checks)
+    for name, t in sides.items():
+        checks.finite(name, t)
+    checks.run()
+    return scale, pos
+
+
 def check_positive_rows(positives: torch.Tensor, need_cols: bool) -> None:
     """Every row (and with `need_cols` every column) of the bool mask has a positive."""
     empty = ~positives.any(1)
@@ -579,12 +592,7 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     n, m = a.shape[0], b.shape[0]
     _check_common(symmetric, reduction, n, m)
     _check_precision(precision)
-    checks = DeferredChecks()
-    scale = check_logit_scale(logit_scale, a.device, checks)
-    pos = _check_positives(positives, n, m, a.device, symmetric, checks)
-    checks.finite("a", a)
-    checks.finite("b", b)
-    checks.run()
+    scale, pos = _value_checks(DeferredChecks(), logit_scale, positives, symmetric, a=a, b=b)
     be = resolve_backend(backend, [a, b], triton_unsupported=triton_dtype_gap(a, b))
     if be == "reference":
         return ref.contrastive_loss(a, b, scale, positives=pos, symmetric=symmetric, reduction=reduction,
@@ -660,11 +668,7 @@ def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tenso
     n, m = ta.shape[0], vb.shape[0]
     _check_common(symmetric, reduction, n, m)
     _check_precision(precision)
-    scale = check_logit_scale(logit_scale, ta.device, checks)
-    pos = _check_positives(positives, n, m, ta.device, symmetric, checks)
-    checks.finite("ta", ta)
-    checks.finite("vb", vb)
-    checks.run()
+    scale, pos = _value_checks(checks, logit_scale, positives, symmetric, ta=ta, vb=vb)
     be = resolve_backend(backend, [ta, vb], triton_unsupported=triton_dtype_gap(ta, vb))
     if be == "reference":
         return ref.slot_contrastive_loss(ta, vb, valid, scale, pool=pool, pool_temperature=pool_temperature,
