@@ -483,36 +483,64 @@ def slot_backward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau
 
 
 # ----------------------------------------------------------------------------- static compile
-def static_configs():
-    """Every configuration the launchers can pick, for the sm_80/sm_90 compile check."""
-    from vtalign.kernels._static import StaticConfig
+def static_cases():
+    """Forward then backward of the InfoNCE and frame-slot launchers for every dtype and
+    float32 precision: diagonal positives in both directions and both slot pools; at the
+    default precision also a dense positive mask with one direction (flags of 1 become
+    the JIT's constants), unaligned row views with an offset of 1, and inputs above 2^31
+    elements, for the compile check."""
+    from ._static import meta, unaligned_rows
 
-    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-    common = {"SCALE": "*fp32", "POS": "*u8", "N": "i32", "M": "i32", "D": "i32", "offset": "i32",
-              "has_pos": "i32", "stride_pr": "i64", "stride_pc": "i64"}
-    slot = {"VALID": "*u8", "COUNT": "*fp32", "T": "i32", "tau": "fp32", "stride_xn": "i64",
-            "stride_xt": "i64", "stride_yn": "i64", "stride_yt": "i64", "stride_vr": "i64",
-            "stride_vc": "i64", "stride_vt": "i64", "stride_cr": "i64", "stride_cc": "i64"}
-    stats = {"LSE_X": "*fp32", "PLSE_X": "*fp32", "G_X": "*fp32", "LSE_Y": "*fp32", "PLSE_Y": "*fp32",
-             "G_Y": "*fp32", "DX": "*fp32", "DSCALE": "*fp32", "x_on": "i32", "y_on": "i32"}
-    out = []
-    for dtype, nm in names.items():
-        prec = "tf32x3" if dtype == torch.float32 else "ieee"
-        ptrs = {"X": f"*{nm}", "Y": f"*{nm}"}
-        plain = dict(common, **ptrs, stride_x="i64", stride_y="i64")
-        for kern, fn, extra in (("fwd", _infonce_fwd_kernel, {"OUT_LSE": "*fp32", "OUT_PLSE": "*fp32"}),
-                                ("bwd", _infonce_bwd_kernel, stats)):
-            cfg = config(kern, dtype)
-            nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-            out.append(StaticConfig(f"infonce_{kern}[{nm}]", fn, dict(plain, **extra),
-                                    dict(cfg, PRECISION=prec), num_warps=nw, num_stages=ns,
-                                    expect_tensor_cores=True))
-        for pool, pid in POOL_IDS.items():
-            for kern, fn, extra in (("slot_fwd", _slot_fwd_kernel, {"OUT_LSE": "*fp32", "OUT_PLSE": "*fp32"}),
-                                    ("slot_bwd", _slot_bwd_kernel, stats)):
-                cfg = config(kern, dtype)
-                nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-                out.append(StaticConfig(f"{kern}[{nm},{pool}]", fn, dict(common, **ptrs, **slot, **extra),
-                                        dict(cfg, POOL=pid, PRECISION=prec), num_warps=nw, num_stages=ns,
-                                        expect_tensor_cores=True))
-    return out
+    def infonce(a, b, positives=None, offset=0, rows=True, cols=True, precision="tf32x3"):
+        scale = torch.tensor(10.0, device=a.device)
+        _, _, rs, cs = infonce_forward(a, b, scale, positives, offset, rows, cols, precision=precision)
+        g_r = torch.ones(a.shape[0], device=a.device)
+        g_c = torch.ones(b.shape[0], device=a.device)
+        infonce_backward(a, b, scale, positives, offset, rows, cols, rs, cs, g_r, g_c, precision=precision)
+
+    def slot(ta, vb, valid, pool, precision, positives=None):
+        scale = torch.tensor(10.0, device=ta.device)
+        _, _, rs, cs = slot_forward(ta, vb, valid, scale, positives, 0, True, True, pool, 0.1,
+                                    precision=precision)
+        g_r = torch.ones(ta.shape[0], device=ta.device)
+        g_c = torch.ones(vb.shape[0], device=ta.device)
+        slot_backward(ta, vb, valid, scale, positives, 0, True, True, pool, 0.1, rs, cs, g_r, g_c,
+                      precision=precision)
+
+    big = 2**21 + 64  # [big, 1024] rows: above 2^31 elements
+    cases = []
+    for dt in _DTYPES:
+        name = str(dt)[6:]
+        for prec in ("tf32x3", "tf32", "ieee") if dt == torch.float32 else ("tf32x3",):
+            def small(dt=dt, prec=prec):
+                x = torch.zeros(64, 64, dtype=dt)
+                infonce(x, x, precision=prec)
+
+            def masked(dt=dt, prec=prec):
+                x = torch.zeros(64, 64, dtype=dt)
+                infonce(x, x, torch.eye(64, dtype=torch.bool), rows=True, cols=False, precision=prec)
+
+            def unaligned(dt=dt, prec=prec):
+                infonce(unaligned_rows(48, 100, dtype=dt), unaligned_rows(40, 100, dtype=dt), offset=1,
+                        precision=prec)
+
+            def large(dt=dt, prec=prec):
+                x = meta(big, 1024, dtype=dt)
+                infonce(x, x, precision=prec)
+
+            def slots(dt=dt, prec=prec):
+                for pool in POOL_IDS:
+                    x = torch.zeros(32, 4, 64, dtype=dt)
+                    slot(x, x, torch.ones(32, 4, dtype=torch.bool), pool, prec)
+                    if prec != "tf32x3":  # the other precisions: every kernel once, small
+                        continue
+                    x = meta(2**17 + 8, 16, 1024, dtype=dt)
+                    slot(x, x, meta(2**17 + 8, 16, dtype=torch.bool), pool, prec,
+                         positives=meta(2**17 + 8, 2**17 + 8, dtype=torch.bool))
+
+            every = (("small", small), ("slots", slots))
+            if prec == "tf32x3":
+                every += (("masked rows", masked), ("unaligned", unaligned), ("large", large))
+            for label, fn in every:
+                cases.append((f"{name},{prec},{label}", fn))
+    return cases

@@ -150,20 +150,24 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = 
     return vals, idx
 
 
-def static_configs():
-    """Every configuration `knn` can launch, for the sm_80/sm_90 compile check."""
-    from vtalign.kernels._static import StaticConfig
+def static_cases():
+    """Calls of `knn` covering every choice it makes -- dtype, float32 precision, K_PAD
+    bucket (k = 1 also makes k a constant), self-exclusion -- on small aligned rows, on
+    unaligned row views, and on [2, 2^21 + 64, 1024] layers (above 2^31 elements, so the
+    layer stride arrives as i64), for the compile check in `_static`."""
+    from ._static import meta, unaligned_rows
 
-    dt = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-    out = []
-    for dtype, name in dt.items():
-        for k in (16, 32, 64, 128):
-            cfg = knn_config(k, dtype)
-            nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-            types = {"Q": f"*{name}", "K": f"*{name}", "OUT_V": "*fp32", "OUT_I": "*i64",
-                     "M": "i32", "N": "i32", "D": "i32", "k": "i32", "self_shift": "i32",
-                     "stride_ql": "i64", "stride_qm": "i64", "stride_kl": "i64", "stride_kn": "i64"}
-            const = dict(cfg, EXCLUDE=True, PRECISION="tf32x3" if dtype == torch.float32 else "tf32")
-            out.append(StaticConfig(f"knn[{name},K_PAD={cfg['K_PAD']}]", _knn_kernel, types, const,
-                                    num_warps=nw, num_stages=ns, expect_tensor_cores=True))
-    return out
+    big = 2**21 + 64
+    shapes = {"small": lambda dt: torch.zeros(2, 64, 64, dtype=dt),
+              "unaligned": lambda dt: unaligned_rows(2, 48, 100, dtype=dt),
+              "large": lambda dt: meta(2, big, 1024, dtype=dt)}
+    cases = []
+    for dtype in _TRITON_DTYPES:
+        for prec in ("tf32x3", "tf32", "ieee") if dtype == torch.float32 else ("tf32x3",):
+            for k in (1, 3, 5, 10, 20, 50, 100):
+                for size, shift in (("small", -1), ("unaligned", 0), ("large", 0)):
+                    def case(dtype=dtype, prec=prec, k=k, size=size, shift=shift):
+                        x = shapes[size](dtype)
+                        knn(x, x, k, self_shift=shift, precision=prec)
+                    cases.append((f"{str(dtype)[6:]},{prec},k={k},{size},shift={shift}", case))
+    return cases

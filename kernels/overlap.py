@@ -60,17 +60,23 @@ def overlap_counts(idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: bool) ->
     return out
 
 
-def static_configs():
-    """Every configuration `overlap_counts` can launch."""
-    from vtalign.kernels._static import StaticConfig
+def static_cases():
+    """Calls of `overlap_counts` for every K_PAD bucket (k = 1 also makes k a constant),
+    both reductions, one layer of B at k = 10 (Lb = 1 becomes a constant), and 13 x 13 layers of
+    2^21 + 7 rows each (an int64 list above 2^31 elements), for the compile check."""
+    from ._static import meta
 
-    out = []
-    for k in (16, 32, 64, 128):
+    cases = []
+    for k in (1, 3, 5, 10, 20, 50, 100):
         for reduce in (True, False):
-            cfg = overlap_config(k)
-            nw = cfg.pop("num_warps")
-            types = {"A": "*i64", "B": "*i64", "OUT": "*i64" if reduce else "*i32",
-                     "N": "i32", "k": "i32", "Lb": "i32"}
-            out.append(StaticConfig(f"overlap[K_PAD={cfg['K_PAD']},reduce={reduce}]", _overlap_kernel,
-                                    types, dict(cfg, REDUCE=reduce), num_warps=nw))
-    return out
+            for size in ("small", "large") + (("one layer",) if k == 10 else ()):
+                def case(k=k, reduce=reduce, size=size):
+                    if size == "large":
+                        a = meta(13, 2**21 + 7, k, dtype=torch.int64)
+                        b = a
+                    else:
+                        a = torch.zeros(3, 40, k, dtype=torch.int64)
+                        b = a[:1] if size == "one layer" else a
+                    overlap_counts(a, b, reduce=reduce)
+                cases.append((f"k={k},reduce={reduce},{size}", case))
+    return cases

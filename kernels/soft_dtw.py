@@ -287,27 +287,26 @@ def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor,
     return E
 
 
-def static_configs():
-    """Every configuration the soft-DTW launchers can pick (one per BLOCK, per kernel)."""
-    from vtalign.kernels._static import StaticConfig
+def static_cases():
+    """Forward then backward for every BLOCK (a diagonal of W = BLOCK cells picks it),
+    banded and not, on 1 x 1 pairs (every size argument the JIT's constant 1), on
+    lengths that do not divide by 16, and on [1024, 2048, 2048] costs (above 2^31
+    elements), for the compile check."""
+    from ._static import meta
 
-    types = {"C": "*fp32", "WGT": "*fp32", "RING": "*fp32", "GAMMA": "*fp32", "XLEN": "*i32", "YLEN": "*i32",
-             "OUT": "*fp32", "E": "*fp32", "N": "i32", "M": "i32", "CELLS": "i32", "w": "i32", "W": "i32",
-             "banded": "i32"}
-    kernels = (("soft_dtw_fwd", _soft_dtw_fwd_kernel), ("soft_dtw_bwd", _soft_dtw_bwd_kernel))
-    out = []
+    def run(C, bandwidth=-1):
+        B = C.shape[0]
+        gamma = torch.ones(B, device=C.device)
+        lens = torch.full((B,), C.shape[1], dtype=torch.int32, device=C.device)
+        lens_y = torch.full((B,), C.shape[2], dtype=torch.int32, device=C.device)
+        _, state = soft_dtw_forward(C, gamma, lens, lens_y, bandwidth)
+        soft_dtw_backward(C, state, gamma, lens, lens_y, bandwidth)
+
+    cases = [("1x1", lambda: run(torch.zeros(2, 1, 1))),
+             ("odd lengths", lambda: run(torch.zeros(3, 37, 53))),
+             ("large", lambda: run(meta(1024, 2048, 2048)))]
     for block in BLOCKS:
-        cfg = soft_dtw_config(block, block)
-        for name, fn in kernels:
-            out.append(StaticConfig(f"{name}[BLOCK={block}]", fn, types, dict(BLOCK=block),
-                                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
-    # The JIT turns an integer argument equal to 1 into a constexpr: compile that
-    # specialisation too (tiny shapes, e.g. M = 1 or w = 1, launch it with BLOCK = 16).
-    ones = ("N", "M", "CELLS", "w", "W", "banded")
-    cfg = soft_dtw_config(BLOCKS[0], BLOCKS[0])
-    for name, fn in kernels:
-        out.append(StaticConfig(f"{name}[BLOCK={BLOCKS[0]},ints=1]", fn,
-                                {k: v for k, v in types.items() if k not in ones},
-                                dict(BLOCK=BLOCKS[0], **{k: 1 for k in ones}),
-                                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
-    return out
+        cases.append((f"W={block}", lambda block=block: run(torch.zeros(2, block, block))))
+        cases.append((f"W={block},banded", lambda block=block: run(torch.zeros(2, 4 * block, 4 * block),
+                                                                     bandwidth=block - 1)))
+    return cases

@@ -27,7 +27,7 @@ def _public_launchers():
                 continue
             params = inspect.signature(fn).parameters
             # a launcher takes tensors; configs and layouts take sizes and dtypes
-            if fname in ("static_configs",) or fname.endswith(("_config", "_layout")) or fname == "config":
+            if fname in ("static_cases",) or fname.endswith(("_config", "_layout")) or fname == "config":
                 continue
             yield f"{name}.{fname}", fn, params
 
