@@ -160,13 +160,13 @@ def _describe(launch: Launch) -> tuple[str, str, dict, dict, bool]:
     return key, name, sig, const, tc
 
 
-def cases() -> list[tuple[str, str, Callable]]:
-    """(module, label, thunk) of every case every kernel module declares."""
+def cases(only: str | None = None) -> list[tuple[str, str, Callable]]:
+    """(module, label, thunk) of every case every kernel module (or module `only`) declares."""
     import vtalign.kernels as pkg
 
     out = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or only not in (None, info.name):
             continue
         mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
         for label, thunk in getattr(mod, "static_cases", lambda: [])():
@@ -174,23 +174,23 @@ def cases() -> list[tuple[str, str, Callable]]:
     return out
 
 
-def record_all() -> list[Launch]:
-    """Every launch every case makes, in order (nothing runs on a device)."""
+def record_all(only: str | None = None) -> list[Launch]:
+    """Every launch every case (of module `only`) makes, in order; nothing runs on a device."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("unset TRITON_INTERPRET: the static check records real @triton.jit launches")
     launches: list[Launch] = []
     with torch.no_grad():
-        for _, label, thunk in cases():
+        for _, label, thunk in cases(only):
             with recording(launches, label):
                 thunk()
     return launches
 
 
-@functools.lru_cache(maxsize=1)
-def discover() -> tuple[Config, ...]:
-    """The distinct specialisations the launchers produce over all cases."""
+@functools.lru_cache(maxsize=None)
+def discover(only: str | None = None) -> tuple[Config, ...]:
+    """The distinct specialisations the launchers (of kernel module `only`) produce."""
     configs: dict[str, Config] = {}
-    for launch in record_all():
+    for launch in record_all(only):
         key, name, sig, const, tc = _describe(launch)
         cfg = configs.get(key)
         if cfg is None:
@@ -250,17 +250,17 @@ def compile_config(cfg: Config, arch: int) -> dict:
                 cases=len(cfg.cases))
 
 
-def listing() -> list[dict]:
+def listing(only: str | None = None) -> list[dict]:
     """What `discover()` found, without compiling: per configuration its kernel, argument
     types, constexprs and the cases that launch it."""
     return [dict(kernel=c.name, fn=c.launch.fn.__name__, signature=c.signature,
                  constexprs={k: str(v) for k, v in c.constexprs.items()}, cases=c.cases,
-                 expect_tensor_cores=c.expect_tensor_cores) for c in discover()]
+                 expect_tensor_cores=c.expect_tensor_cores) for c in discover(only)]
 
 
-def grids() -> list[dict]:
+def grids(only: str | None = None) -> list[dict]:
     """Every recorded launch's grid with its case: the launchers' grids at every size."""
-    return [dict(fn=l.fn.__name__, case=l.case, grid=list(l.grid)) for l in record_all()]
+    return [dict(fn=l.fn.__name__, case=l.case, grid=list(l.grid)) for l in record_all(only)]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -272,26 +272,19 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _compile_one(job):
-    index, arch = job
-    return compile_config(discover()[index], arch)
+    only, index, arch = job
+    return compile_config(discover(only)[index], arch)
 
 
-def select(only: str | None = None, sample: int = 1) -> list[int]:
-    """Indices into `discover()`: the configurations of kernel module `only` (all when
-    None), every `sample`-th of them (the GPU check's dry run rehearses on a sample)."""
-    picked = [i for i, c in enumerate(discover())
-              if only is None or any(case.split(":", 1)[0] == only for case in c.cases)]
-    return picked[::max(1, sample)]
-
-
-def compile_all(archs: Iterable[int] = ARCHS, workers: int | None = None,
-                indices: Iterable[int] | None = None) -> list[dict]:
-    """Compile the discovered configurations (all, or `indices`) for every arch, a
-    process per core."""
+def compile_all(archs: Iterable[int] = ARCHS, workers: int | None = None, only: str | None = None,
+                sample: int = 1) -> list[dict]:
+    """Compile the configurations of every kernel module (or of module `only`) for every
+    arch, a process per core; `sample` > 1 compiles every sample-th configuration only
+    (the GPU check's dry run rehearses on a sample)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    picked = list(range(len(discover())) if indices is None else indices)
-    jobs = [(i, a) for i in picked for a in archs]
+    picked = list(range(len(discover(only))))[::max(1, sample)]
+    jobs = [(only, i, a) for i in picked for a in archs]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
         return [_compile_one(j) for j in jobs]
@@ -314,11 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         p.error("unset TRITON_INTERPRET: the static compile needs real @triton.jit kernels")
     if args.list:
-        print(json.dumps(listing()))
+        print(json.dumps(listing(args.only)))
     elif args.grids:
-        print(json.dumps(grids()))
+        print(json.dumps(grids(args.only)))
     else:
-        rows = compile_all(indices=select(args.only, args.sample))
+        rows = compile_all(only=args.only, sample=args.sample)
         print(json.dumps(rows) if args.json else markdown_table(rows))
     return 0
 

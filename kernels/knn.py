@@ -89,11 +89,16 @@ def _knn_kernel(
     tl.store(OUT_I + out_off, idx, mask=out_mask)
 
 
-def knn_config(k: int, dtype: torch.dtype) -> dict:
-    """Tile sizes per (dtype, k bucket). Chosen by compiling candidates for sm_80 and
-    sm_90 and keeping the largest tiles with zero spills (table in
-    benchmarks/results/gpu_static.md): float32 runs 3xTF32, whose split operands
-    need more registers, so its D chunk is smaller at k <= 32 and k > 64."""
+def knn_config(k: int, dtype: torch.dtype, precision: str = "tf32x3") -> dict:
+    """Tile sizes per (dtype, float32 precision, k bucket). Chosen by compiling every
+    specialisation the launcher produces (`static_cases`: aligned, unaligned and
+    above-2^31 inputs) for sm_80 and sm_90 and keeping the largest tiles with zero
+    spills. ptxas sits near its register budget in all of them, so the choice is
+    empirical: float32 at 3xTF32 carries split operands, hence its smaller D chunk at
+    k <= 32 and k > 64; single TF32 (but at K_PAD 64) and fp16/bf16 at K_PAD 16 and 128
+    spilled on the i64-stride or unaligned specialisations at BLOCK_N 64, so they take 32
+    columns; the "ieee" float32 dot, an FMA outer product, spilled with software
+    pipelining below K_PAD 128, so there it also runs one stage."""
     k_pad = max(2, triton.next_power_of_2(k))
     fp32 = dtype == torch.float32
     if k_pad <= 16:
@@ -105,7 +110,14 @@ def knn_config(k: int, dtype: torch.dtype) -> dict:
         bm, bn, bd = 32, 64, 32
     else:
         bm, bn, bd = 16, 64, 16 if fp32 else 32
-    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, K_PAD=k_pad, num_warps=8, num_stages=2)
+    stages = 2
+    if fp32 and precision == "tf32" and k_pad != 64:
+        bn = 32
+    elif fp32 and precision == "ieee" and k_pad != 128:
+        bn, stages = 32, 1
+    elif not fp32 and k_pad in (16, 128):
+        bn = 32
+    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, K_PAD=k_pad, num_warps=8, num_stages=stages)
 
 
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -136,7 +148,8 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = 
     N = keys.shape[1]
     vals = torch.empty(L, M, k, device=queries.device, dtype=torch.float32)
     idx = torch.empty(L, M, k, device=queries.device, dtype=torch.int64)
-    cfg = knn_config(k, queries.dtype)
+    precision = precision if queries.dtype == torch.float32 else "ieee"
+    cfg = knn_config(k, queries.dtype, precision)
     num_warps, num_stages = cfg.pop("num_warps"), cfg.pop("num_stages")
     grid = (triton.cdiv(M, cfg["BLOCK_M"]), L)
     _knn_kernel[grid](
@@ -144,7 +157,7 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = 
         M, N, D, k, max(self_shift, 0),
         queries.stride(0), queries.stride(1), keys.stride(0), keys.stride(1),
         EXCLUDE=self_shift >= 0,
-        PRECISION=precision if queries.dtype == torch.float32 else "ieee",
+        PRECISION=precision,
         num_warps=num_warps, num_stages=num_stages, **cfg,
     )
     return vals, idx
