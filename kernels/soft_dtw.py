@@ -1,12 +1,24 @@
 """Triton soft-DTW (Cuturi & Blondel 2017): forward DP and expected-alignment backward.
 
-Parallelisation: one program per pair of the batch, sweeping anti-diagonals
-t = row + col (0-based) in order; the cells of one diagonal are independent, so
-a program walks each diagonal in chunks of BLOCK lanes (any length: a diagonal
-longer than BLOCK just takes several chunks). Diagonal t reads only diagonals
-t-1 and t-2, which earlier iterations wrote to global memory; a
-`tl.debug_barrier()` (bar.sync on the GPU: it also orders the CTA's global
-stores before later loads) separates diagonals.
+Parallelisation: the anti-diagonals t = row + col (0-based) are swept in order; the
+cells of one diagonal are independent, and diagonal t reads only diagonals t-1 and
+t-2, which earlier iterations wrote to global memory; a `tl.debug_barrier()`
+(bar.sync on the GPU: it also orders the CTA's global stores before later loads)
+separates diagonals. Two launch shapes (`soft_dtw_plan` picks one from B and the
+widest diagonal W, shapes only):
+  * one pair per program (`_soft_dtw_fwd_kernel` / `_soft_dtw_bwd_kernel`): the
+    program walks each diagonal in chunks of BLOCK = next_pow2(W) lanes (up to 1024;
+    a longer diagonal takes several chunks); grid = B;
+  * P pairs per program (`_soft_dtw_*_packed_kernel`, `soft_dtw_pairs`): for short
+    diagonals (W <= 64) and B >= 2, a program's 128 lanes are P = 128 // LANES lane
+    groups of LANES = next_pow2(W) lanes, group p holding pair pid*P + p, so a
+    diagonal of any of its pairs is one chunk. The groups step through the diagonals
+    together (one barrier per diagonal for all P pairs; each lane computes its own
+    pair's bounds), to the program's longest pair; grid = ceil(B / P). The backward
+    steps down from the program's last diagonal and gives each pair's end cell E = 1
+    when it reaches that pair's own last diagonal.
+Both shapes run the same per-cell code (`_fwd_cells`, `_bwd_cells`), so they give the
+same values and E; the state's layout does not depend on the packing.
 
 State. The forward keeps R only for the last three diagonals (a ring [B, 3, N],
 indexed by row) and stores, per cell, the soft-min weights it gave its up and left
@@ -46,6 +58,7 @@ import triton.language as tl
 from ._launch import on_input_device
 
 BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
+PACK_BLOCK = 128  # lanes of a program that packs several pairs (soft_dtw_pairs)
 _LOG2E = tl.constexpr(1.4426950408889634)
 _LN2 = tl.constexpr(0.6931471805599453)
 
@@ -75,6 +88,64 @@ def _diag(t, n, m, w, W, banded):
     packed = (t * (t + 1) - tp * (tp + 1) - tq * (tq + 1)) // 2 - lo
     base = tl.where(banded != 0, t * W - blo, packed)
     return blo, bhi, base
+
+
+@triton.jit
+def _fwd_cells(c_base, r_cur, r_prev, r_prev2, wu_ptr, wl_ptr, r, ok, t, lo1, hi1, lo2, hi2, M, inv, g_ln2):
+    """One chunk of cells (rows r where ok) of anti-diagonal t: R into the ring slot
+    r_cur + r, the up/left soft-min weights to wu_ptr + r / wl_ptr + r. Shared by both
+    forward kernels, so the per-cell arithmetic is the same whatever the packing; the
+    pointers and bounds may be scalars (one pair) or per-lane vectors (packed pairs)."""
+    inf = float("inf")
+    col = t - r
+    cost = tl.load(c_base + r * M + col, mask=ok, other=0.0)
+    up_ok = ok & (r - 1 >= lo1) & (r - 1 <= hi1)
+    r_up = tl.load(r_prev + r - 1, mask=up_ok, other=inf)
+    left_ok = ok & (r >= lo1) & (r <= hi1)
+    r_left = tl.load(r_prev + r, mask=left_ok, other=inf)
+    diag_ok = ok & (r - 1 >= lo2) & (r - 1 <= hi2)
+    r_diag = tl.load(r_prev2 + r - 1, mask=diag_ok, other=inf)
+    r_diag = tl.where(t == 0, 0.0, r_diag)  # R[0,0] = 0 precedes cell (0,0) only
+    mn = tl.minimum(tl.minimum(r_up, r_left), r_diag)
+    finite = mn < inf
+    # shift by the minimum: the largest term is exp2(0) = 1, so the sum is in
+    # [1, 3]; an all-inf triple keeps shift 0 and is replaced by +inf below.
+    shift = tl.where(finite, mn, 0.0)
+    e_up = tl.exp2((shift - r_up) * inv)
+    e_left = tl.exp2((shift - r_left) * inv)
+    tot = tl.where(finite, e_up + e_left + tl.exp2((shift - r_diag) * inv), 1.0)
+    val = tl.where(finite, cost + shift - g_ln2 * tl.log2(tot), inf)
+    tl.store(r_cur + r, val, mask=ok)
+    # A cell at +inf (no finite predecessor, or an infinite cost) passes no mass on:
+    # w_up = -1 marks it, as its diagonal weight 1 - w_up - w_left must be 0 too.
+    live = val < inf
+    rinv = 1.0 / tot
+    tl.store(wu_ptr + r, tl.where(live, e_up * rinv, -1.0), mask=ok)
+    tl.store(wl_ptr + r, tl.where(live, e_left * rinv, 0.0), mask=ok)
+
+
+@triton.jit
+def _bwd_cells(e_base, wu_base, wl_base, r, ok, t, lo1, hi1, base1, lo2, hi2, base2, M):
+    """E of one chunk of cells (rows r where ok) of anti-diagonal t, from E and the
+    forward's weights of their successors on diagonals t+1 (lo1, hi1, base1) and t+2.
+    Shared by both backward kernels (scalars for one pair, per-lane vectors packed)."""
+    col = t - r
+    # successors (r+1, col) and (r, col+1) on diagonal t+1, (r+1, col+1) on t+2,
+    # each weighing what it gave this cell in the forward (0 outside its range)
+    down_ok = ok & (r + 1 >= lo1) & (r + 1 <= hi1)
+    right_ok = ok & (r >= lo1) & (r <= hi1)
+    diag_ok = ok & (r + 1 >= lo2) & (r + 1 <= hi2)
+    e_down = tl.load(e_base + (r + 1) * M + col, mask=down_ok, other=0.0)
+    e_right = tl.load(e_base + r * M + col + 1, mask=right_ok, other=0.0)
+    e_diag = tl.load(e_base + (r + 1) * M + col + 1, mask=diag_ok, other=0.0)
+    w_down = tl.maximum(tl.load(wu_base + base1 + r + 1, mask=down_ok, other=0.0), 0.0)
+    w_right = tl.load(wl_base + base1 + r, mask=right_ok, other=0.0)
+    # the diagonal weight is 1 - up - left (rounding can take it a hair below 0),
+    # and 0 from a cell at +inf (w_up = -1)
+    wu_d = tl.load(wu_base + base2 + r + 1, mask=diag_ok, other=-1.0)
+    wl_d = tl.load(wl_base + base2 + r + 1, mask=diag_ok, other=0.0)
+    w_diag = tl.where(wu_d < 0.0, 0.0, tl.maximum(1.0 - wu_d - wl_d, 0.0))
+    return e_down * w_down + e_right * w_right + e_diag * w_diag
 
 
 @triton.jit
@@ -111,32 +182,8 @@ def _soft_dtw_fwd_kernel(
         r_prev2 = ring + ((t + 1) % 3) * N64  # diagonal t-2
         for c0 in range(0, hi - lo + 1, BLOCK):
             r = lo + c0 + lanes
-            ok = r <= hi
-            col = t - r
-            cost = tl.load(c_base + r * M + col, mask=ok, other=0.0)
-            up_ok = ok & (r - 1 >= lo1) & (r - 1 <= hi1)
-            r_up = tl.load(r_prev + r - 1, mask=up_ok, other=inf)
-            left_ok = ok & (r >= lo1) & (r <= hi1)
-            r_left = tl.load(r_prev + r, mask=left_ok, other=inf)
-            diag_ok = ok & (r - 1 >= lo2) & (r - 1 <= hi2)
-            r_diag = tl.load(r_prev2 + r - 1, mask=diag_ok, other=inf)
-            r_diag = tl.where(t == 0, 0.0, r_diag)  # R[0,0] = 0 precedes cell (0,0) only
-            mn = tl.minimum(tl.minimum(r_up, r_left), r_diag)
-            finite = mn < inf
-            # shift by the minimum: the largest term is exp2(0) = 1, so the sum is in
-            # [1, 3]; an all-inf triple keeps shift 0 and is replaced by +inf below.
-            shift = tl.where(finite, mn, 0.0)
-            e_up = tl.exp2((shift - r_up) * inv)
-            e_left = tl.exp2((shift - r_left) * inv)
-            tot = tl.where(finite, e_up + e_left + tl.exp2((shift - r_diag) * inv), 1.0)
-            val = tl.where(finite, cost + shift - g_ln2 * tl.log2(tot), inf)
-            tl.store(r_cur + r, val, mask=ok)
-            # A cell at +inf (no finite predecessor, or an infinite cost) passes no mass on:
-            # w_up = -1 marks it, as its diagonal weight 1 - w_up - w_left must be 0 too.
-            live = val < inf
-            rinv = 1.0 / tot
-            tl.store(wu_base + base + r, tl.where(live, e_up * rinv, -1.0), mask=ok)
-            tl.store(wl_base + base + r, tl.where(live, e_left * rinv, 0.0), mask=ok)
+            _fwd_cells(c_base, r_cur, r_prev, r_prev2, wu_base + base, wl_base + base, r, r <= hi, t,
+                       lo1, hi1, lo2, hi2, M, inv, g_ln2)
         tl.debug_barrier()
         lo2, hi2 = lo1, hi1
         lo1, hi1 = lo, hi
@@ -178,24 +225,97 @@ def _soft_dtw_bwd_kernel(
         for c0 in range(0, hi - lo + 1, BLOCK):
             r = lo + c0 + lanes
             ok = r <= hi
-            col = t - r
-            # successors (r+1, col) and (r, col+1) on diagonal t+1, (r+1, col+1) on t+2,
-            # each weighing what it gave this cell in the forward (0 outside its range)
-            down_ok = ok & (r + 1 >= lo1) & (r + 1 <= hi1)
-            right_ok = ok & (r >= lo1) & (r <= hi1)
-            diag_ok = ok & (r + 1 >= lo2) & (r + 1 <= hi2)
-            e_down = tl.load(e_base + (r + 1) * M + col, mask=down_ok, other=0.0)
-            e_right = tl.load(e_base + r * M + col + 1, mask=right_ok, other=0.0)
-            e_diag = tl.load(e_base + (r + 1) * M + col + 1, mask=diag_ok, other=0.0)
-            w_down = tl.maximum(tl.load(wu_base + base1 + r + 1, mask=down_ok, other=0.0), 0.0)
-            w_right = tl.load(wl_base + base1 + r, mask=right_ok, other=0.0)
-            # the diagonal weight is 1 - up - left (rounding can take it a hair below 0),
-            # and 0 from a cell at +inf (w_up = -1)
-            wu_d = tl.load(wu_base + base2 + r + 1, mask=diag_ok, other=-1.0)
-            wl_d = tl.load(wl_base + base2 + r + 1, mask=diag_ok, other=0.0)
-            w_diag = tl.where(wu_d < 0.0, 0.0, tl.maximum(1.0 - wu_d - wl_d, 0.0))
-            e = e_down * w_down + e_right * w_right + e_diag * w_diag
-            tl.store(e_base + r * M + col, e, mask=ok)
+            e = _bwd_cells(e_base, wu_base, wl_base, r, ok, t, lo1, hi1, base1, lo2, hi2, base2, M)
+            tl.store(e_base + r * M + (t - r), e, mask=ok)
+        tl.debug_barrier()
+        lo2, hi2, base2 = lo1, hi1, base1
+        lo1, hi1, base1 = lo, hi, base
+
+
+@triton.jit
+def _pack_lanes(pid, B, N, M, XLEN, YLEN, LANES, BLOCK: tl.constexpr):
+    """Lane -> (pair b [int64], its lane j in the group, its lengths n, m, whether it holds
+    a pair) for program `pid` of the packed kernels: P = BLOCK // LANES lane groups of
+    LANES lanes, group p holding pair pid*P + p. A lane past the batch gets n = m = 0,
+    which empties every diagonal range of its group."""
+    lanes = tl.arange(0, BLOCK)
+    group = lanes // LANES
+    j = (lanes - group * LANES).to(tl.int64)
+    b = pid.to(tl.int64) * (BLOCK // LANES) + group.to(tl.int64)
+    live = b < B
+    # clamped as in the one-pair kernels: a malformed length never leaves the pair's slice
+    n = tl.minimum(tl.maximum(tl.load(XLEN + b, mask=live, other=0).to(tl.int64), 0), N)
+    m = tl.minimum(tl.maximum(tl.load(YLEN + b, mask=live, other=0).to(tl.int64), 0), M)
+    return b, j, n, m, live
+
+
+@triton.jit
+def _soft_dtw_fwd_packed_kernel(
+    C, WGT, RING, GAMMA, XLEN, YLEN, OUT,
+    B, N, M, CELLS, w, W, banded, LANES,
+    BLOCK: tl.constexpr,
+):
+    """The forward for P = BLOCK // LANES pairs per program (LANES >= every diagonal's
+    length, so each lane group covers its pair's diagonal in one chunk). The groups step
+    through the diagonals together: diagonal t of every pair, one barrier, t + 1; a pair
+    shorter than the program's longest has empty ranges past its own last diagonal."""
+    b, j, n, m, live = _pack_lanes(tl.program_id(0), B, N, M, XLEN, YLEN, LANES, BLOCK)
+    gamma = tl.load(GAMMA + b, mask=live, other=1.0)
+    inv = _LOG2E / gamma
+    g_ln2 = gamma * _LN2
+    w64 = tl.cast(w, tl.int64)
+    W64 = tl.cast(W, tl.int64)
+    N64 = tl.cast(N, tl.int64)
+    c_base = C + b * N * M
+    wu_base = WGT + b * 2 * CELLS
+    wl_base = wu_base + CELLS
+    ring = RING + b * 3 * N64
+    inf = float("inf")
+    lo1, hi1, _ = _diag(w64 * 0 - 1, n, m, w64, W64, banded)
+    lo2, hi2, _ = _diag(w64 * 0 - 2, n, m, w64, W64, banded)
+    for t in range(0, tl.max(n + m - 1, axis=0)):
+        lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        r = lo + j
+        _fwd_cells(c_base, ring + (t % 3) * N64, ring + ((t + 2) % 3) * N64, ring + ((t + 1) % 3) * N64,
+                   wu_base + base, wl_base + base, r, r <= hi, t, lo1, hi1, lo2, hi2, M, inv, g_ln2)
+        tl.debug_barrier()
+        lo2, hi2 = lo1, hi1
+        lo1, hi1 = lo, hi
+    # each pair's last diagonal n+m-2 holds its end cell (n-1, m-1), which the band always
+    # contains; later diagonals of the program left that ring slot alone
+    end_ok = live & (j == 0) & (n > 0) & (m > 0)
+    value = tl.load(ring + ((n + m - 2) % 3) * N64 + n - 1, mask=end_ok, other=inf)
+    tl.store(OUT + b, value, mask=live & (j == 0))
+
+
+@triton.jit
+def _soft_dtw_bwd_packed_kernel(
+    WGT, XLEN, YLEN, E,
+    B, N, M, CELLS, w, W, banded, LANES,
+    BLOCK: tl.constexpr,
+):
+    """The backward for P pairs per program, the lane groups stepping down the diagonals
+    together from the program's last one; each pair's end cell gets E = 1 when the sweep
+    reaches its own last diagonal."""
+    b, j, n, m, live = _pack_lanes(tl.program_id(0), B, N, M, XLEN, YLEN, LANES, BLOCK)
+    w64 = tl.cast(w, tl.int64)
+    W64 = tl.cast(W, tl.int64)
+    e_base = E + b * N * M
+    wu_base = WGT + b * 2 * CELLS
+    wl_base = wu_base + CELLS
+    last = tl.max(n + m - 2, axis=0)
+    lo1, hi1, base1 = _diag(last + 1, n, m, w64, W64, banded)
+    lo2, hi2, base2 = _diag(last + 2, n, m, w64, W64, banded)
+    for k in range(0, last + 1):
+        t = last - k
+        lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        r = lo + j
+        ok = r <= hi
+        e = _bwd_cells(e_base, wu_base, wl_base, r, ok, t, lo1, hi1, base1, lo2, hi2, base2, M)
+        # the end cell has no successor in its block: E = 1 there (the one-pair kernel
+        # stores it before its sweep)
+        e = tl.where((r == n - 1) & (t == n + m - 2), 1.0, e)
+        tl.store(e_base + r * M + (t - r), e, mask=ok)
         tl.debug_barrier()
         lo2, hi2, base2 = lo1, hi1, base1
         lo1, hi1, base1 = lo, hi, base
@@ -218,13 +338,49 @@ def soft_dtw_layout(N: int, M: int, bandwidth: int) -> tuple[int, int, bool, int
 
 
 def soft_dtw_config(W: int, block: int | None = None) -> dict:
-    """BLOCK (lanes per diagonal chunk) and num_warps. A diagonal never holds more than W
-    cells, so BLOCK = next_pow2(W) up to 1024; longer diagonals are walked in chunks."""
+    """BLOCK (lanes per diagonal chunk) and num_warps of the one-pair kernels. A diagonal
+    never holds more than W cells, so BLOCK = next_pow2(W) up to 1024; longer diagonals
+    are walked in chunks."""
     if block is None:
         block = min(BLOCKS[-1], max(BLOCKS[0], triton.next_power_of_2(W)))
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {BLOCKS}, got {block}")
     return dict(BLOCK=block, num_warps=max(1, min(8, block // 64)), num_stages=1)
+
+
+def soft_dtw_pairs(B: int, W: int) -> int:
+    """P, the pairs per program the launchers pack for B pairs whose diagonals hold at
+    most W cells (`soft_dtw_layout`); 1 = the one-pair kernels.
+
+    Rule: a lane group of LANES = next_pow2(W) lanes covers any diagonal of a pair in one
+    chunk, and a packed program has PACK_BLOCK = 128 lanes, so P = 128 // LANES pairs
+    share a program whenever that is at least 2 (W <= 64: pairs with min(N, M) <= 64, or
+    a band of half-width <= 63) and there are at least 2 pairs. Then the grid is
+    ceil(B / P) programs in place of B, each still taking max(n_b + m_b - 1) diagonal
+    steps with one barrier each. From shapes alone (no device query, no host sync)."""
+    lanes = triton.next_power_of_2(max(1, W))
+    if B < 2 or lanes > PACK_BLOCK // 2:
+        return 1
+    return PACK_BLOCK // lanes
+
+
+def soft_dtw_plan(B: int, W: int, block: int | None = None, pairs: int | None = None) -> dict:
+    """The launch both launchers make: pairs P per program (`soft_dtw_pairs` unless
+    `pairs` is given; `block` alone asks for the one-pair kernels with that chunk width),
+    LANES per pair, BLOCK lanes per program, num_warps, num_stages and the grid."""
+    if pairs is None:
+        pairs = 1 if block is not None else soft_dtw_pairs(B, W)
+    if pairs == 1:
+        return dict(pairs=1, LANES=None, grid=(B,), **soft_dtw_config(W, block))
+    lanes = triton.next_power_of_2(max(1, W))
+    if block is not None or pairs < 1 or pairs & (pairs - 1) or pairs * lanes > BLOCKS[-1]:
+        raise ValueError(f"pairs must be a power of 2 with pairs * next_pow2(W) <= {BLOCKS[-1]} and no "
+                         f"block, got pairs={pairs}, W={W}, block={block}")
+    BLOCK = pairs * lanes
+    # one lane per thread (up to 8 warps): a lane computes its own pair's diagonal
+    # bounds, the work a one-pair program does once as scalars
+    return dict(pairs=pairs, LANES=lanes, grid=(triton.cdiv(B, pairs),), BLOCK=BLOCK,
+                num_warps=max(1, min(8, BLOCK // 32)), num_stages=1)
 
 
 def _check(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor):
@@ -243,15 +399,18 @@ def _check(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: tor
 
 @on_input_device
 def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
-                     bandwidth: int = -1, *, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     bandwidth: int = -1, *, block: int | None = None,
+                     pairs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-DTW values of a precomputed cost.
 
     C [B, N, M] float32, gamma [B] (> 0), x_len / y_len [B] int32 (1 <= n_b <= N,
     1 <= m_b <= M), bandwidth = Sakoe-Chiba half-width w (-1 = no band).
     Returns (values [B] float32, state [B, S] float32): the soft-min weights in the
     layout `soft_dtw_backward` expects (see the module docstring; S from
-    `soft_dtw_layout`). `block` overrides the chunk width (tests use it to exercise
-    chunked diagonals). Inputs are not validated beyond shapes: the ops layer does that.
+    `soft_dtw_layout`). `block` (one-pair kernels' chunk width) and `pairs` (pairs per
+    program) override `soft_dtw_plan`'s choice; tests use them to exercise chunked
+    diagonals and packings. Inputs are not validated beyond shapes: the ops layer does
+    that. Nothing here reads a device value back to the host.
     """
     C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
     B, N, M = C.shape
@@ -259,21 +418,27 @@ def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, 
     state = torch.empty(B, S, device=C.device, dtype=torch.float32)
     ring = torch.empty(B, 3, N, device=C.device, dtype=torch.float32)
     values = torch.empty(B, device=C.device, dtype=torch.float32)
-    cfg = soft_dtw_config(W, block)
-    _soft_dtw_fwd_kernel[(B,)](C, state, ring, gamma, x_len, y_len, values, N, M, S // 2, w, W, int(banded),
-                               BLOCK=cfg["BLOCK"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    plan = soft_dtw_plan(B, W, block, pairs)
+    opts = dict(BLOCK=plan["BLOCK"], num_warps=plan["num_warps"], num_stages=plan["num_stages"])
+    if plan["pairs"] == 1:
+        _soft_dtw_fwd_kernel[plan["grid"]](C, state, ring, gamma, x_len, y_len, values, N, M, S // 2, w, W,
+                                           int(banded), **opts)
+    else:
+        _soft_dtw_fwd_packed_kernel[plan["grid"]](C, state, ring, gamma, x_len, y_len, values, B, N, M, S // 2,
+                                                  w, W, int(banded), plan["LANES"], **opts)
     return values, state
 
 
 @on_input_device
 def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
                       y_len: torch.Tensor, bandwidth: int = -1, *,
-                      block: int | None = None) -> torch.Tensor:
+                      block: int | None = None, pairs: int | None = None) -> torch.Tensor:
     """Expected alignment E [B, N, M] float32 = d value_b / d C_b (Algorithm 2 of Cuturi &
     Blondel, with the forward's soft-min weights), from the state that `soft_dtw_forward`
-    returned for the same arguments. E is 0 outside each pair's n_b x m_b block, outside
-    the band and where R = +inf. C and gamma are checked for shape only (the weights
-    already hold what the recurrence needs from them)."""
+    returned for the same arguments (the state's layout does not depend on the packing,
+    so `block` and `pairs` need not match the forward's). E is 0 outside each pair's
+    n_b x m_b block, outside the band and where R = +inf. C and gamma are checked for
+    shape only (the weights already hold what the recurrence needs from them)."""
     C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
     B, N, M = C.shape
     w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
@@ -281,17 +446,23 @@ def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor,
         raise ValueError(f"state must be the float32 [{B}, {S}] tensor soft_dtw_forward returned for "
                          f"this C and bandwidth, got {state.dtype} {tuple(state.shape)}")
     E = torch.zeros(B, N, M, device=C.device, dtype=torch.float32)
-    cfg = soft_dtw_config(W, block)
-    _soft_dtw_bwd_kernel[(B,)](state.contiguous(), x_len, y_len, E, N, M, S // 2, w, W, int(banded),
-                               BLOCK=cfg["BLOCK"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    plan = soft_dtw_plan(B, W, block, pairs)
+    opts = dict(BLOCK=plan["BLOCK"], num_warps=plan["num_warps"], num_stages=plan["num_stages"])
+    if plan["pairs"] == 1:
+        _soft_dtw_bwd_kernel[plan["grid"]](state.contiguous(), x_len, y_len, E, N, M, S // 2, w, W, int(banded),
+                                           **opts)
+    else:
+        _soft_dtw_bwd_packed_kernel[plan["grid"]](state.contiguous(), x_len, y_len, E, B, N, M, S // 2, w, W,
+                                                  int(banded), plan["LANES"], **opts)
     return E
 
 
 def static_cases():
-    """Forward then backward for every BLOCK (a diagonal of W = BLOCK cells picks it),
-    banded and not, on 1 x 1 pairs (every size argument the JIT's constant 1), on
-    lengths that do not divide by 16, and on [1024, 2048, 2048] costs (above 2^31
-    elements), for the compile check."""
+    """Forward then backward for every launch choice, for the compile check: the one-pair
+    kernels (B = 1, or W > 64) at every BLOCK (a diagonal of W = BLOCK cells picks it)
+    and the packed kernels (B >= 2, W <= 64) at every LANES = 1..64 (P = 128..2 pairs
+    per program), each banded and not; 1 x 1 pairs (every size argument the JIT's
+    constant 1), lengths that do not divide by 16, and costs above 2^31 elements."""
     from ._static import meta
 
     def run(C, bandwidth=-1):
@@ -302,11 +473,21 @@ def static_cases():
         _, state = soft_dtw_forward(C, gamma, lens, lens_y, bandwidth)
         soft_dtw_backward(C, state, gamma, lens, lens_y, bandwidth)
 
-    cases = [("1x1", lambda: run(torch.zeros(2, 1, 1))),
-             ("odd lengths", lambda: run(torch.zeros(3, 37, 53))),
-             ("large", lambda: run(meta(1024, 2048, 2048)))]
+    cases = [("1x1", lambda: run(torch.zeros(1, 1, 1))),
+             ("1x1,packed", lambda: run(torch.zeros(3, 1, 1))),
+             ("odd lengths", lambda: run(torch.zeros(1, 37, 53))),
+             ("odd lengths,packed", lambda: run(torch.zeros(3, 37, 53))),
+             ("large", lambda: run(meta(1024, 2048, 2048))),
+             ("large,packed", lambda: run(meta(2**20, 64, 64))),
+             ("large,packed,banded", lambda: run(meta(4096, 1024, 1024), bandwidth=15))]
     for block in BLOCKS:
-        cases.append((f"W={block}", lambda block=block: run(torch.zeros(2, block, block))))
-        cases.append((f"W={block},banded", lambda block=block: run(torch.zeros(2, 4 * block, 4 * block),
+        cases.append((f"W={block}", lambda block=block: run(torch.zeros(1, block, block))))
+        cases.append((f"W={block},banded", lambda block=block: run(torch.zeros(1, 4 * block, 4 * block),
                                                                      bandwidth=block - 1)))
+    lanes = 1
+    while lanes <= PACK_BLOCK // 2:
+        cases.append((f"packed:LANES={lanes}", lambda lanes=lanes: run(torch.zeros(5, lanes, lanes + 3))))
+        cases.append((f"packed:LANES={lanes},banded",
+                       lambda lanes=lanes: run(torch.zeros(5, 4 * lanes, 4 * lanes), bandwidth=lanes - 1)))
+        lanes *= 2
     return cases
