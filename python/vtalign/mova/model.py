@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vtalign.mova.masks import ConceptMaskNetwork, TemporalMaskNetwork
+from vtalign.ops._norm import unit_rows
 from vtalign.ops.contrastive import POOLS
 
 
@@ -47,7 +48,7 @@ def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit_rows(x, x.dtype)
 
 
 def pool_slots(cos: torch.Tensor, valid: torch.Tensor, pool: str, pool_temperature: float) -> torch.Tensor:

@@ -11,24 +11,12 @@ import math
 
 import torch
 
+from vtalign.ops._norm import unit_rows
 from vtalign.ops._common import check_finite, check_tensor, cpp, eager_op, resolve_backend, triton_dtype_gap
 from vtalign.reference import knn as ref
 
 DEFAULT_WORKSPACE = 32 << 20  # one similarity tile: 2896 x 2896 float32
 _WORST_INDEX = torch.iinfo(torch.int64).max
-
-
-def unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """x / max(||x||, 1e-12) along the last axis, by true division as F.normalize does.
-
-    Division (not a reciprocal multiply or a scaled dot) keeps exact cases exact:
-    D = 1 gives ±1 and duplicated rows give identical unit rows, so ties are real
-    ties and resolve to the lower index on every backend.
-    """
-    if x.dtype in (torch.float16, torch.bfloat16):
-        xf = x.float()
-        return (xf / torch.linalg.vector_norm(xf, dim=-1, keepdim=True).clamp_min(1e-12)).to(x.dtype)
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

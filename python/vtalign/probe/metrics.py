@@ -34,6 +34,7 @@ from vtalign.ops import cosine_knn
 from vtalign.ops.knn_lists import KNN_METRICS, _check_pair_lists, _cknna_terms, _list_backend, list_scores
 from vtalign.ops.knn import DEFAULT_WORKSPACE
 from vtalign.ops._common import full_precision_matmul
+from vtalign.ops._norm import unit_rows
 
 GRAM_METRICS = ("cka", "unbiased_cka", "cknna")
 METRICS = KNN_METRICS + GRAM_METRICS
@@ -61,10 +62,7 @@ def check_metric(metric: str) -> None:
 
 # ---------------------------------------------------------------- Gram metrics
 def _unit64(x: torch.Tensor, normalize: bool) -> torch.Tensor:
-    x = x.to(torch.float64)
-    if normalize:
-        x = x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
-    return x
+    return unit_rows(x, torch.float64) if normalize else x.to(torch.float64)
 
 
 def _row_chunk(n_cols: int, workspace: int, min_rows: int = 64) -> int:
@@ -264,27 +262,25 @@ def cka_scores(layers_a: Layers, layers_b: Layers, *, unbiased: bool = False, no
 def list_similarities(layers: Layers, idx: torch.Tensor, *, normalize: bool = True,
                       max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
     """Similarities `[L, N, k]` (float64) of each row with its listed neighbours,
-    <x̂_i, x̂_j> for j in idx[l, i] -- the only Gram entries CKNNA reads. Dots run
-    in the features' precision (float32 or float64), the normalisation in float64."""
+    <x̂_i, x̂_j> for j in idx[l, i] -- the only Gram entries CKNNA reads. Dots run in
+    the features' precision (float32 or float64), like the kNN ranking itself, on
+    scale-safe unit rows (one layer's copy at a time), so the result does not change
+    with the features' scale. Without `normalize` the raw dots must be representable:
+    a non-finite one raises, naming the layer."""
     L, n, k = idx.shape
     out = torch.empty(L, n, k, dtype=torch.float64)
     for l, x in enumerate(layers):
         chunk = _row_chunk(k * x.shape[1], int(max_workspace_bytes), min_rows=1)
         il = idx[l].to(x.device)
-        # Dividing the dot by both norms equals the dot of normalised rows, and
-        # saves normalising every gathered [chunk, k, D] block.
-        inv = None
-        if normalize:  # in row chunks: never a float64 copy of the whole layer
-            nc = _row_chunk(x.shape[1], int(max_workspace_bytes))
-            inv = torch.cat([1.0 / torch.linalg.vector_norm(x[s:s + nc].to(torch.float64), dim=1)
-                             .clamp_min(1e-12) for s in range(0, n, nc)])
-        dt = _gemm_dtype(x)  # float32 features: float32 dots, like the kNN ranking itself
+        dt = _gemm_dtype(x)
+        xs = unit_rows(x, dt) if normalize else x.to(dt)
         for s in range(0, n, chunk):
-            nb = x[il[s:s + chunk]].to(dt)  # [c, k, D]
-            dots = torch.bmm(nb, x[s:s + chunk].to(dt).unsqueeze(2)).squeeze(2).to(torch.float64)
-            if normalize:
-                dots = dots * inv[s:s + chunk, None] * inv[il[s:s + chunk]]
+            nb = xs[il[s:s + chunk]]  # [c, k, D]
+            dots = torch.bmm(nb, xs[s:s + chunk].unsqueeze(2)).squeeze(2).to(torch.float64)
             out[l, s:s + chunk] = dots.cpu()
+        if not normalize and not torch.isfinite(out[l]).all():
+            raise ValueError(f"layer {l}: the dot products of the features overflow {dt} with "
+                             "normalize=False; pass float64 features or use normalize=True")
     return out
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from vtalign.ops._norm import unit_rows
+
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit_rows(x, torch.float64)
 
 
 def _scale64(logit_scale) -> torch.Tensor:

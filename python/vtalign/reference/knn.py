@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from vtalign.ops._norm import unit_rows
+
 
 def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, normalize: bool = True,
         self_shift: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,9 +20,16 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, normalize: bool = 
     q = queries.double()
     kk = keys.double()
     if normalize:
-        q = torch.nn.functional.normalize(q, dim=-1)
-        kk = torch.nn.functional.normalize(kk, dim=-1)
+        q, kk = unit_rows(q), unit_rows(kk)
     sim = q @ kk.transpose(-1, -2)
+    # A GEMM need not give identical key rows bit-identical similarities (they sit at
+    # different offsets in its blocking), which would break their tie the wrong way:
+    # every duplicated key takes the similarity of its first copy.
+    for layer in range(kk.shape[0]):
+        _, inverse = torch.unique(kk[layer], dim=0, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), kk.shape[1], dtype=torch.int64)
+        first = first.scatter_reduce(0, inverse, torch.arange(kk.shape[1]), reduce="amin")
+        sim[layer] = sim[layer][:, first[inverse]]
     if self_shift >= 0:
         m, n = sim.shape[-2:]
         rows = torch.arange(m)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import torch
 
+from vtalign.ops._norm import unit_rows
+
 KNN_METRICS = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn")
 GRAM_METRICS = ("cka", "unbiased_cka", "cknna")
 
 
 def _f64(x: torch.Tensor, normalize: bool) -> torch.Tensor:
     x = x.detach().to(torch.float64)
-    if normalize:
-        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return x
+    return unit_rows(x) if normalize else x
 
 
 def knn_lists(x: torch.Tensor, k: int, normalize: bool = True) -> torch.Tensor:

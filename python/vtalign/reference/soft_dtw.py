@@ -33,6 +33,8 @@ from typing import Sequence
 
 import torch
 
+from vtalign.ops._norm import unit_rows
+
 INF = float("inf")
 
 
@@ -240,8 +242,7 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost="sqeuclidean") -> torch
     if cost == "sqeuclidean":
         return ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)
     if cost == "cosine":
-        xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        yn = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        xn, yn = unit_rows(x), unit_rows(y)
         return 1.0 - (xn[:, :, None, :] * yn[:, None, :, :]).sum(-1)
     if cost == "negdot":
         return -(x[:, :, None, :] * y[:, None, :, :]).sum(-1)
