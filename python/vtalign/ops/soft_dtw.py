@@ -3,7 +3,9 @@
 Layers, top to bottom:
   * public functions (`soft_dtw`, `soft_dtw_cost`, `soft_dtw_pairwise`,
     `soft_dtw_alignment`, `s2dtw`, `s2dtw_pairwise`): every check runs here,
-    before any kernel;
+    before any kernel; the value checks (finite inputs, γ, lengths, band) are
+    device-side flags read back with one host sync per call (`DeferredChecks`),
+    and the lengths stay on the data's device;
   * costs from one GEMM (`_GemmCost`): sqeuclidean = |x|² + |y|² − 2x·yᵀ,
     negdot = −x·yᵀ, cosine = 1 − x̂·ŷᵀ; a pairwise cost for B1×B2 pairs is one
     [B1·N, D] × [D, B2·M] product viewed as [B1, B2, N, M] (strided, no copy);
@@ -28,7 +30,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from vtalign.ops import _soft_dtw_fused as fused
-from vtalign.ops._common import check_finite, check_tensor, cpp, full_precision_matmul, resolve_backend
+from vtalign.ops._common import (DeferredChecks, check_finite, check_tensor, cpp, full_precision_matmul,
+                                resolve_backend)
 from vtalign.reference import soft_dtw as ref
 
 COSTS = ("sqeuclidean", "cosine", "negdot")
@@ -51,7 +54,21 @@ def min_bandwidth(n: int, m: int) -> int:
 
 
 # =================================================================== checks
-def _check_gamma(gamma, B: int, name: str = "gamma") -> Gamma:
+# Value checks never read a device tensor back one by one: each adds a device-side flag
+# to the call's `DeferredChecks`, and the entry point reads every flag with ONE host sync
+# (`checks.run()`) before any kernel runs; only a raised flag re-runs its precise check
+# (which may sync, as it is about to raise) for a message that names the argument.
+# Lengths stay on the data's device; no shape decision needs their values (the kernels
+# take the padded N, M), so no other sync is needed. A `checks` of None runs a check at
+# once (callers outside this module).
+def _defer(checks: Optional[DeferredChecks], bad: torch.Tensor, precise: Callable[[], None]) -> None:
+    if checks is None:
+        precise()
+    else:
+        checks.add(bad, precise)
+
+
+def _check_gamma(gamma, B: int, name: str = "gamma", checks: Optional[DeferredChecks] = None) -> Gamma:
     if isinstance(gamma, torch.Tensor):
         if not gamma.is_floating_point():
             raise TypeError(f"{name} must be a float or a floating tensor, got {gamma.dtype}")
@@ -59,8 +76,12 @@ def _check_gamma(gamma, B: int, name: str = "gamma") -> Gamma:
             raise ValueError(f"{name} must be a scalar, a 0-d tensor or a [{B}] tensor (one per pair), "
                              f"got shape {tuple(gamma.shape)}")
         g = gamma.detach()
-        if not bool(torch.isfinite(g).all()) or bool((g <= 0).any()):
-            raise ValueError(f"{name} must be finite and > 0, got {g.tolist()}")
+
+        def precise():
+            if not bool(torch.isfinite(g).all()) or bool((g <= 0).any()):
+                raise ValueError(f"{name} must be finite and > 0, got {g.tolist()}")
+
+        _defer(checks, ~(torch.isfinite(g) & (g > 0)).all(), precise)
         return gamma
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(gamma).__name__}")
@@ -69,16 +90,19 @@ def _check_gamma(gamma, B: int, name: str = "gamma") -> Gamma:
     return float(gamma)
 
 
-def _check_lengths(name: str, lengths: Lengths, B: int, full: int) -> torch.Tensor:
-    """int64 CPU tensor [B] with every entry in [1, full]."""
+def _check_lengths(name: str, lengths: Lengths, B: int, full: int, device: Optional[torch.device] = None,
+                   checks: Optional[DeferredChecks] = None) -> torch.Tensor:
+    """int64 tensor [B] on `device` (the data's; default CPU) with every entry in [1, full]:
+    checked at once for a sequence of ints (host values), through `checks` for a tensor."""
+    device = torch.device("cpu") if device is None else device
     if lengths is None:
-        return torch.full((B,), full, dtype=torch.int64)
+        return torch.full((B,), full, dtype=torch.int64, device=device)
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name} must hold integers, got {lengths.dtype}")
-        t = lengths.detach().to("cpu", torch.int64).reshape(-1)
         if lengths.dim() != 1:
             raise ValueError(f"{name} must be 1-D [{B}], got shape {tuple(lengths.shape)}")
+        t = lengths.detach().to(device, torch.int64)
     else:
         try:
             vals = [operator.index(v) for v in lengths]
@@ -87,14 +111,35 @@ def _check_lengths(name: str, lengths: Lengths, B: int, full: int) -> torch.Tens
         t = torch.tensor(vals, dtype=torch.int64)
     if t.numel() != B:
         raise ValueError(f"{name} must have one length per sequence ({B}), got {t.numel()}")
-    bad = (t < 1) | (t > full)
-    if bool(bad.any()):
-        b = int(bad.nonzero()[0, 0])
-        raise ValueError(f"{name}[{b}] = {int(t[b])} is outside [1, {full}] (the padded length)")
-    return t
+
+    def precise():
+        c = t.cpu()
+        bad = (c < 1) | (c > full)
+        if bool(bad.any()):
+            b = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{name}[{b}] = {int(c[b])} is outside [1, {full}] (the padded length)")
+
+    if isinstance(lengths, torch.Tensor):
+        _defer(checks, ((t < 1) | (t > full)).any(), precise)
+        return t
+    precise()
+    return t.to(device)
 
 
-def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=None) -> int:
+def _min_bandwidths(xl: torch.Tensor, yl: torch.Tensor) -> torch.Tensor:
+    """`min_bandwidth(n, m)` for every pair, in torch ops on the lengths' device (no sync).
+    Lengths below 1 (rejected by their own check) are taken as 1, so nothing divides by 0."""
+    n, m = xl.clamp_min(1), yl.clamp_min(1)
+    p, q = torch.maximum(n, m) - 1, torch.minimum(n, m) - 1
+    qs = q.clamp_min(1)
+    g = torch.gcd(p, qs)
+    gap = -torch.div(-(qs - g + p), qs, rounding_mode="floor")  # ceil((q - g + p) / q)
+    need = (-torch.div(-(gap - 1), 2, rounding_mode="floor")).clamp_min(0)  # ceil((gap - 1) / 2)
+    return torch.where(q == 0, torch.zeros_like(need), need)
+
+
+def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=None,
+                     checks: Optional[DeferredChecks] = None) -> int:
     """-1 for no band; otherwise w after checking w >= min_bandwidth for every pair."""
     if bandwidth is None:
         return -1
@@ -103,19 +148,23 @@ def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=N
     if not math.isfinite(bandwidth) or bandwidth < 0:
         raise ValueError(f"bandwidth must be None or >= 0, got {bandwidth}")
     w = int(math.floor(bandwidth))
-    for p in range(xl.numel()):
-        n, m = int(xl[p]), int(yl[p])
-        need = ref.min_bandwidth(n, m)
-        if w < need:
-            who = pair_names(p) if pair_names is not None else f"pair {p}"
-            raise ValueError(
-                f"bandwidth={w} is narrower than the minimum {need} for {who} with lengths "
-                f"(n={n}, m={m}): the band follows the diagonal from (1, 1) to (n, m) and needs "
-                f"w >= {need} to keep a monotone path; use bandwidth >= {need} or None")
+
+    def precise():
+        for p, (n, m) in enumerate(zip(xl.tolist(), yl.tolist())):
+            need = ref.min_bandwidth(n, m)
+            if w < need:
+                who = pair_names(p) if pair_names is not None else f"pair {p}"
+                raise ValueError(
+                    f"bandwidth={w} is narrower than the minimum {need} for {who} with lengths "
+                    f"(n={n}, m={m}): the band follows the diagonal from (1, 1) to (n, m) and needs "
+                    f"w >= {need} to keep a monotone path; use bandwidth >= {need} or None")
+
+    _defer(checks, (_min_bandwidths(xl, yl) > w).any(), precise)
     return w
 
 
-def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool, finite: bool = True) -> None:
+def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool, finite: bool = True,
+                checks: Optional[DeferredChecks] = None) -> None:
     check_tensor("x", x, ndims=(3,))
     check_tensor("y", y, ndims=(3,))
     if same_batch and x.shape[0] != y.shape[0]:
@@ -125,8 +174,11 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool, finite: b
     if x.device != y.device:
         raise ValueError(f"x and y must be on one device, got {x.device} and {y.device}")
     if finite:
-        check_finite("x", x)
-        check_finite("y", y)
+        for name, t in (("x", x), ("y", y)):
+            if checks is None:
+                check_finite(name, t)
+            else:
+                checks.finite(name, t)
 
 
 def _check_cost_arg(cost) -> None:
@@ -136,25 +188,31 @@ def _check_cost_arg(cost) -> None:
         raise ValueError(f"cost must be one of {COSTS} or a callable, got {cost!r}")
 
 
-def _check_features(x: torch.Tensor, y: torch.Tensor, cost, x_lengths: Lengths, y_lengths: Lengths, *,
-                    same_batch: bool, finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The checks every feature-level entry point runs first -> per-sequence lengths (xl, yl).
-    finite=False leaves the NaN/Inf check to the caller (`_finite_features`)."""
-    _check_pair(x, y, same_batch=same_batch, finite=finite)
+def _check_features(x: torch.Tensor, y: torch.Tensor, cost, x_lengths: Lengths, y_lengths: Lengths,
+                    checks: DeferredChecks, *, same_batch: bool,
+                    finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checks every feature-level entry point runs first -> per-sequence lengths (xl, yl)
+    on x's device. finite=False leaves the NaN/Inf check to the caller (`_finite_features`).
+    Value checks go to `checks`, which the caller runs (one sync) before any kernel."""
+    _check_pair(x, y, same_batch=same_batch, finite=finite, checks=checks)
     _check_cost_arg(cost)
-    return (_check_lengths("x_lengths", x_lengths, x.shape[0], x.shape[1]),
-            _check_lengths("y_lengths", y_lengths, y.shape[0], y.shape[1]))
+    return (_check_lengths("x_lengths", x_lengths, x.shape[0], x.shape[1], x.device, checks),
+            _check_lengths("y_lengths", y_lengths, y.shape[0], y.shape[1], x.device, checks))
 
 
 def _check_cost_inputs(C: torch.Tensor, gamma: Gamma, bandwidth, x_lengths: Lengths, y_lengths: Lengths):
-    """The checks of the cost-tensor entry points -> (γ, xl, yl, band) for C `[B, N, M]`."""
+    """Every check of the cost-tensor entry points, value checks resolved with one host sync
+    -> (γ, xl, yl, band) for C `[B, N, M]` (lengths on C's device)."""
     check_tensor("C", C, ndims=(3,))
-    check_finite("C", C)
+    checks = DeferredChecks()
+    checks.finite("C", C)
     B, N, M = C.shape
-    g = _check_gamma(gamma, B)
-    xl = _check_lengths("x_lengths", x_lengths, B, N)
-    yl = _check_lengths("y_lengths", y_lengths, B, M)
-    return g, xl, yl, _check_bandwidth(bandwidth, xl, yl)
+    g = _check_gamma(gamma, B, checks=checks)
+    xl = _check_lengths("x_lengths", x_lengths, B, N, C.device, checks)
+    yl = _check_lengths("y_lengths", y_lengths, B, M, C.device, checks)
+    w = _check_bandwidth(bandwidth, xl, yl, checks=checks)
+    checks.run()
+    return g, xl, yl, w
 
 
 # ==================================================================== costs
@@ -484,7 +542,8 @@ def _gamma_vector(gamma: Gamma, P1: int, P2: int, dtype, device) -> torch.Tensor
 
 def _run(C4: torch.Tensor, gamma: Gamma, xl: torch.Tensor, yl: torch.Tensor, w: int,
          backend: str) -> torch.Tensor:
-    """values [P1·P2] for a checked C4 [P1, P2, N, M] and per-pair lengths (CPU int64)."""
+    """values [P1·P2] for a checked C4 [P1, P2, N, M] and per-pair lengths (int64, on C4's
+    device)."""
     P1, P2, N, M = C4.shape
     dt = _compute_dtype(C4, backend)
     C4 = C4.to(dt)
@@ -538,12 +597,14 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
     lengths), which is 0 for x = y. Other arguments as in `soft_dtw_cost`.
     Differentiable w.r.t. x, y and a tensor γ.
     """
-    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True, finite=False)
+    checks = DeferredChecks()
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, checks, same_batch=True, finite=False)
     be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
-    xn, yn = _finite_features(x, y, cost, be)
+    xn, yn = _finite_features(x, y, cost, be, checks)
     B = x.shape[0]
-    g = _check_gamma(gamma, B)
-    w = _check_bandwidth(bandwidth, xl, yl)
+    g = _check_gamma(gamma, B, checks=checks)
+    w = _check_bandwidth(bandwidth, xl, yl, checks=checks)
+    checks.run()  # the call's one host sync: every value check above, before any kernel
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
         return ref.soft_dtw(x, y, gg, cost=cost, bandwidth=None if w < 0 else w, x_lengths=xl.tolist(),
@@ -556,22 +617,22 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
     return v - 0.5 * (vxx + vyy)
 
 
-def _finite_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, backend: str):
-    """The NaN/Inf check of x and y -> their squared row norms (xn, yn) when the fused
-    squared-Euclidean path needs them, else (None, None). The norms cost one pass, as the
-    check's own sum would, and a NaN/Inf anywhere in a row makes its norm non-finite, so
-    only a non-finite norm pays for the exact search (`check_finite`)."""
+def _finite_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, backend: str, checks: DeferredChecks):
+    """The NaN/Inf check of x and y (added to `checks`) -> their squared row norms (xn, yn)
+    when the fused squared-Euclidean path needs them, else (None, None). The norms cost one
+    pass, as the check's own sum would, and a NaN/Inf anywhere in a row makes its norm
+    non-finite, so only a non-finite norm pays for the exact search (`check_finite`)."""
     dt = _compute_dtype(x, backend)
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     if not (backend == "cpp" and cost == "sqeuclidean" and fused.fused_available(B, N, M, dt)):
-        check_finite("x", x)
-        check_finite("y", y)
+        checks.finite("x", x)
+        checks.finite("y", y)
         return None, None
     norms = []
     for name, t in (("x", x), ("y", y)):
         n = fused.sq_norms(t.to(dt))
-        if not math.isfinite(float(n.sum())):
-            check_finite(name, t)  # raises unless the norms merely overflowed
+        # raises unless the norms merely overflowed
+        checks.add(~torch.isfinite(n.sum()), lambda name=name, t=t: check_finite(name, t))
         norms.append(n)
     return norms[0], norms[1]
 
@@ -608,13 +669,15 @@ def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     runs once over all pairs. γ: a float or a 0-d tensor.
     normalize=True subtracts ½(sdtw(x_a, x_a) + sdtw(y_b, y_b)).
     """
-    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=False)
+    checks = DeferredChecks()
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, checks, same_batch=False)
     B1, B2 = x.shape[0], y.shape[0]
-    g = _check_gamma(gamma, 1)
+    g = _check_gamma(gamma, 1, checks=checks)
     pxl = xl[:, None].expand(B1, B2).reshape(-1)
     pyl = yl[None, :].expand(B1, B2).reshape(-1)
     w = _check_bandwidth(bandwidth, pxl, pyl,
-                         pair_names=lambda p: f"pair (x[{p // B2}], y[{p % B2}])")
+                         pair_names=lambda p: f"pair (x[{p // B2}], y[{p % B2}])", checks=checks)
+    checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
@@ -664,10 +727,12 @@ def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
                        backend: str = "auto") -> torch.Tensor:
     """Expected alignment E `[B, N, M]` between x `[B, N, D]` and y `[B, M, D]`
     (E = ∂ soft_dtw / ∂C for the chosen cost; not differentiable)."""
-    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
+    checks = DeferredChecks()
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, checks, same_batch=True)
     B = x.shape[0]
-    g = _check_gamma(gamma, B)
-    w = _check_bandwidth(bandwidth, xl, yl)
+    g = _check_gamma(gamma, B, checks=checks)
+    w = _check_bandwidth(bandwidth, xl, yl, checks=checks)
+    checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     with torch.no_grad():
         C = ref.pairwise_cost(x, y, cost) if be == "reference" else pairwise_cost(x, y, cost)
@@ -710,11 +775,11 @@ def s2dtw_matrix(C: torch.Tensor, smoothing_gamma: float = 0.1, null_cost: float
     return W
 
 
-def _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B):
-    g = _check_gamma(gamma, B)
-    gs = _check_gamma(smoothing_gamma, B, "smoothing_gamma")
-    if isinstance(gs, torch.Tensor):
+def _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B, checks: DeferredChecks):
+    if isinstance(smoothing_gamma, torch.Tensor):
         raise TypeError("smoothing_gamma must be a float")
+    g = _check_gamma(gamma, B, checks=checks)
+    gs = _check_gamma(smoothing_gamma, B, "smoothing_gamma")
     if isinstance(null_cost, bool) or not isinstance(null_cost, (int, float)) or not math.isfinite(null_cost):
         raise ValueError(f"null_cost must be a finite float, got {null_cost!r}")
     return g, gs
@@ -730,9 +795,11 @@ def s2dtw(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoothing_gam
     (2n+1) × (2m+1) matrix. cost defaults to VT-TWINS' negative dot product.
     Rectangular inputs and per-pair lengths are allowed.
     """
-    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=True)
+    checks = DeferredChecks()
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, checks, same_batch=True)
     B = x.shape[0]
-    g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B)
+    g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, B, checks)
+    checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
@@ -746,10 +813,12 @@ def s2dtw_pairwise(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoo
                    null_cost: float = 0.5, cost: CostArg = "negdot", x_lengths: Lengths = None,
                    y_lengths: Lengths = None, backend: str = "auto") -> torch.Tensor:
     """S2DTW for every pair (x[a], y[b]) -> `[B1, B2]`: one GEMM for all costs, one DP run."""
-    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, same_batch=False)
+    checks = DeferredChecks()
+    xl, yl = _check_features(x, y, cost, x_lengths, y_lengths, checks, same_batch=False)
     B1, N = x.shape[0], x.shape[1]
     B2, M = y.shape[0], y.shape[1]
-    g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, 1)
+    g, gs = _check_s2dtw_args(gamma, smoothing_gamma, null_cost, 1, checks)
+    checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=_triton_gap(x, y))
     if be == "reference":
         gg = g.double() if isinstance(g, torch.Tensor) else g
