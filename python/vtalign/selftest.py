@@ -42,10 +42,24 @@ class Check:
         return self.error <= self.tolerance
 
 
-def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
+def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
     """max |got − want| / max(1, max |want|), in float64 on the CPU."""
     g, w = got.detach().double().cpu(), want.detach().double().cpu()
     return float((g - w).abs().max() / max(1.0, float(w.abs().max())))
+
+
+def neighbour_gap(queries: torch.Tensor, keys: torch.Tensor, idx: torch.Tensor, ref_vals: torch.Tensor) -> float:
+    """How far an op's neighbours are from the reference's, in similarity: max over slots
+    of |float64 similarity of the chosen key − the reference's value at that rank|.
+
+    0 when the lists agree; a neighbour other than the reference's is fine only at a
+    near-tie, where this stays within the value tolerance. `queries` [L, M, D] and
+    `keys` [L, N, D] are the unit rows in float64, `idx` [L, M, k], on one device.
+    """
+    L = queries.shape[0]
+    idx = idx.to(keys.device)
+    chosen = torch.einsum("lmd,lmkd->lmk", queries, keys[torch.arange(L, device=keys.device)[:, None, None], idx])
+    return float((chosen - ref_vals.to(chosen.device)).abs().max())
 
 
 def _knn_checks(dev, backend, small, gen) -> list[Check]:
@@ -57,13 +71,10 @@ def _knn_checks(dev, backend, small, gen) -> list[Check]:
     rv, ri = ref_knn.cosine_knn(x.double(), k)
     tol = 1e-5
     v, i = v.cpu().double(), i.cpu()
-    # a neighbour other than the reference's is fine only at a near-tie: the reference
-    # similarity of the chosen index must equal the reference's value at that rank
     xn = torch.nn.functional.normalize(x.double(), dim=-1)
-    chosen = torch.einsum("lnd,lnkd->lnk", xn, xn[torch.arange(L)[:, None, None], i])
-    tie_err = float((chosen - rv).abs().max())
+    tie_err = neighbour_gap(xn, xn, i, rv)
     shape = f"[{L}, {N}, {D}] k={k}"
-    return [Check("cosine_knn", "values", shape, _rel(v, rv), tol, dt),
+    return [Check("cosine_knn", "values", shape, rel_error(v, rv), tol, dt),
             Check("cosine_knn", "neighbours (similarity gap at mismatches)", shape,
                   tie_err if not torch.equal(i, ri) else 0.0, tol, 0.0)]
 
@@ -77,11 +88,15 @@ def _overlap_checks(dev, backend, small, gen) -> list[Check]:
     dt = time.perf_counter() - t0
     # integer counts, so only the final division rounds
     return [Check("knn_overlap", "mean overlap", f"{La}x{Lb} pairs, N={N}, k={k}",
-                  _rel(got, ref_knn.knn_overlap(ia, ib)), 1e-12, dt)]
+                  rel_error(got, ref_knn.knn_overlap(ia, ib)), 1e-12, dt)]
 
 
-def _grad_check(op: str, shape: str, fn: Callable, ref_fn: Callable, inputs: list[torch.Tensor], dev,
-                tol: float) -> list[Check]:
+def grad_checks(op: str, shape: str, fn: Callable, ref_fn: Callable, inputs: list[torch.Tensor], dev,
+                tol: float, grad_tol: float | None = None,
+                grad_error: Callable[[torch.Tensor, torch.Tensor], float] = rel_error) -> list[Check]:
+    """`fn(*inputs)` on `dev` (a scalar), forward and backward, against `ref_fn` on float64
+    copies of `inputs` (on their own device): the value, and each floating input's
+    gradient measured by `grad_error` against `grad_tol` (default: `rel_error`, `tol`)."""
     xs = [t.detach().to(dev, copy=True).requires_grad_(t.is_floating_point()) for t in inputs]
     t0 = time.perf_counter()
     out = fn(*xs)
@@ -90,17 +105,18 @@ def _grad_check(op: str, shape: str, fn: Callable, ref_fn: Callable, inputs: lis
     rs = [t.detach().double().requires_grad_() if t.is_floating_point() else t for t in inputs]
     want = ref_fn(*rs)
     want.backward()
-    checks = [Check(op, "value", shape, _rel(out, want), tol, dt)]
+    checks = [Check(op, "value", shape, rel_error(out, want), tol, dt)]
     for n, (x, r) in enumerate(zip(xs, rs)):
         if x.is_floating_point():
-            checks.append(Check(op, f"gradient of input {n}", shape, _rel(x.grad, r.grad), tol, 0.0))
+            checks.append(Check(op, f"gradient of input {n}", shape, grad_error(x.grad, r.grad),
+                                tol if grad_tol is None else grad_tol, 0.0))
     return checks
 
 
 def _contrastive_checks(dev, backend, small, gen) -> list[Check]:
     B, D = (48, 32) if small else (1024, 256)
     a, b = torch.randn(B, D, generator=gen), torch.randn(B, D, generator=gen)
-    out = _grad_check("contrastive_loss", f"B={B}, D={D}",
+    out = grad_checks("contrastive_loss", f"B={B}, D={D}",
                       lambda x, y: vtalign.contrastive_loss(x, y, 10.0, backend=backend),
                       lambda x, y: ref_contrastive.contrastive_loss(x, y, 10.0), [a, b], dev, 1e-4)
     B, T, D = (24, 4, 32) if small else (256, 8, 128)
@@ -108,7 +124,7 @@ def _contrastive_checks(dev, backend, small, gen) -> list[Check]:
     valid = torch.rand(B, T, generator=gen) < 0.7
     valid[:, 0] = True
     for pool in ("mean", "max", "lse"):
-        out += _grad_check(f"slot_contrastive_loss[{pool}]", f"B={B}, T={T}, D={D}",
+        out += grad_checks(f"slot_contrastive_loss[{pool}]", f"B={B}, T={T}, D={D}",
                            lambda x, y, pool=pool: vtalign.slot_contrastive_loss(
                                x, y, valid.to(dev), 10.0, pool=pool, backend=backend),
                            lambda x, y, pool=pool: ref_contrastive.slot_contrastive_loss(x, y, valid, 10.0, pool=pool),
@@ -120,12 +136,12 @@ def _soft_dtw_checks(dev, backend, small, gen) -> list[Check]:
     B, N, M, D = (3, 12, 10, 8) if small else (4, 48, 40, 16)
     x = torch.randn(B, N, D, generator=gen) / D ** 0.5
     y = torch.randn(B, M, D, generator=gen) / D ** 0.5
-    out = _grad_check("soft_dtw", f"B={B}, N={N}, M={M}, D={D}",
+    out = grad_checks("soft_dtw", f"B={B}, N={N}, M={M}, D={D}",
                       lambda p, q: vtalign.soft_dtw(p, q, 0.5, backend=backend).sum(),
                       lambda p, q: ref_soft_dtw.soft_dtw(p, q, 0.5).sum(), [x, y], dev, 1e-4)
     B1 = 3 if small else 6
     xp = torch.randn(B1, N, D, generator=gen) / D ** 0.5
-    out += _grad_check("soft_dtw_pairwise", f"{B1}x{B1} pairs, N={N}, D={D}",
+    out += grad_checks("soft_dtw_pairwise", f"{B1}x{B1} pairs, N={N}, D={D}",
                        lambda p: vtalign.soft_dtw_pairwise(p, p, 0.5, backend=backend).sum(),
                        lambda p: ref_soft_dtw.soft_dtw_pairwise(p, p, 0.5).sum(), [xp], dev, 1e-4)
     return out
