@@ -1,8 +1,9 @@
-"""Test-wide setup. TRITON_INTERPRET must be set before any @triton.jit kernel is
-defined or run (DESIGN.md §4), so it is set here before vtalign is imported."""
+"""Test-wide setup. Whether the Triton kernels run on the GPU or in the interpreter is
+decided in tests/_device.py, imported here before anything imports vtalign: a kernel
+picks the interpreter when it is defined (DESIGN.md §4)."""
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"
+from tests._device import ON_CUDA, TRITON_DEVICE  # noqa: I001  (must precede every vtalign import)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -18,7 +19,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_report_header(config):
+    where = "CUDA (compiled kernels)" if ON_CUDA else "CPU (TRITON_INTERPRET=1)"
+    return f"vtalign: backend='triton' tests run on {where}"
+
+
 @pytest.fixture
 def gen():
     """A fresh, seeded generator per test: tests repeat exactly."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def triton_device() -> torch.device:
+    """Where backend="triton" inputs live: "cuda" with a GPU (the real kernels), else
+    "cpu" (the interpreter)."""
+    return TRITON_DEVICE

@@ -10,30 +10,48 @@ import vtalign
 from vtalign.ops._common import has_cpp
 from vtalign.reference import knn as ref
 
+from tests._device import device_for
+
 knn_mod = importlib.import_module("vtalign.ops.knn")
 
 CPU_BACKENDS = ["cpp", "torch", "reference"] if has_cpp() else ["torch", "reference"]
 
 
-def assert_knn_valid(x, vals, idx, k, *, exclude_self=True, atol=1e-5):
-    """Exact reference match where the reference is unambiguous; where float32
-    rounding could reorder near-ties, every returned neighbour must still carry
-    its true float64 similarity and the values must equal the reference's."""
-    rv, ri = ref.cosine_knn(x, k, exclude_self=exclude_self)
+def assert_topk_valid(vals, idx, rv, ri, after, *, atol, sims=None):
+    """`(vals, idx)` against the reference top-k `(rv, ri)`: values within `atol`, and
+    indices equal where the reference is unambiguous, i.e. where a slot's value is more
+    than 10·atol from both neighbours (`after`: the reference's (k+1)-th values, or None
+    when there is none). Where float32 (or TF32 on a GPU) rounding could reorder
+    near-ties, every returned neighbour must still carry its true float64 similarity:
+    `sims` [..., M, N], when given, holds the reference similarity of every pair."""
+    k = rv.shape[-1]
     assert vals.shape == rv.shape and idx.shape == ri.shape
     assert idx.dtype == torch.int64
+    vals, idx = vals.cpu(), idx.cpu()
     torch.testing.assert_close(vals.double(), rv, atol=atol, rtol=0)
-    gap_ok = torch.ones_like(ri, dtype=torch.bool)
-    full_v, _ = ref.cosine_knn(x, min(k + 1, x.shape[-2] - int(exclude_self)), exclude_self=exclude_self)
-    # a slot is unambiguous when its reference value is separated from both neighbours
-    padded = torch.cat([full_v[..., :1] + 1, full_v], -1)
-    gap_ok &= (padded[..., :k] - padded[..., 1:k + 1]).abs() > 10 * atol
-    if full_v.shape[-1] > k:
-        gap_ok &= (full_v[..., k - 1:k] - full_v[..., k:k + 1]).abs() > 10 * atol
+    padded = torch.cat([rv[..., :1] + 1, rv], -1)
+    gap_ok = (padded[..., :k] - padded[..., 1:k + 1]).abs() > 10 * atol
+    if after is not None:
+        gap_ok &= (rv[..., k - 1:k] - after).abs() > 10 * atol
     assert torch.equal(idx[gap_ok], ri[gap_ok])
+    if sims is not None:
+        torch.testing.assert_close(sims.gather(-1, idx), rv, atol=atol, rtol=0)
+    srt = idx.sort(-1).values
+    assert not bool((srt[..., 1:] == srt[..., :-1]).any()), "a neighbour listed twice"
+
+
+def assert_knn_valid(x, vals, idx, k, *, exclude_self=True, atol=1e-5):
+    """A self-search of `x` [N, D] against the float64 reference (see assert_topk_valid)."""
+    x = x.cpu()
+    n_avail = x.shape[-2] - int(exclude_self)
+    full_v, _ = ref.cosine_knn(x, min(k + 1, n_avail), exclude_self=exclude_self)
+    rv, ri = ref.cosine_knn(x, k, exclude_self=exclude_self)
+    xn = torch.nn.functional.normalize(x.double(), dim=-1)
+    assert_topk_valid(vals, idx, rv, ri, full_v[..., k:k + 1] if n_avail > k else None, atol=atol,
+                      sims=xn @ xn.transpose(-1, -2))
     if exclude_self:
         rows = torch.arange(x.shape[-2]).unsqueeze(-1)
-        assert not bool((idx == rows).any())
+        assert not bool((idx.cpu() == rows).any())
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -47,19 +65,23 @@ def test_matches_reference(backend, L, N, D, k, gen):
 
 
 @pytest.mark.parametrize("L,N,D,k", [(2, 37, 5, 3), (1, 70, 20, 7), (1, 9, 1, 8)])
-def test_triton_interpreter_matches_reference(L, N, D, k, gen):
+def test_triton_matches_reference(L, N, D, k, gen, triton_device):
+    """On a GPU the float32 dots run as 3xTF32: cosines within ~1e-6 of float64 at these D,
+    so the 1e-5 value tolerance holds there as in the interpreter (exact float32)."""
     x = torch.randn(L, N, D, generator=gen)
-    vals, idx = vtalign.cosine_knn(x, k, backend="triton")
-    assert vals.dtype == torch.float32
+    vals, idx = vtalign.cosine_knn(x.to(triton_device), k, backend="triton")
+    assert vals.dtype == torch.float32 and vals.device.type == triton_device.type
     for layer in range(L):
         assert_knn_valid(x[layer], vals[layer], idx[layer], k)
 
 
-def test_triton_fp16_interpreter(gen):
+def test_triton_fp16(gen, triton_device):
+    """fp16 unit rows carry a relative rounding of 2^-11 per entry, so a cosine of two of
+    them is off by at most ~2·2^-11 ≈ 1e-3 (fp32 accumulation on the tensor cores)."""
     x = torch.randn(1, 40, 24, generator=gen)
-    vals, idx = vtalign.cosine_knn(x.half(), 4, backend="triton")
+    vals, idx = vtalign.cosine_knn(x.half().to(triton_device), 4, backend="triton")
     rv, _ = ref.cosine_knn(x.half().float(), 4)
-    torch.testing.assert_close(vals.double(), rv, atol=2e-3, rtol=0)
+    torch.testing.assert_close(vals.cpu().double(), rv, atol=2e-3, rtol=0)
 
 
 def _tie_features():
@@ -72,12 +94,14 @@ def _tie_features():
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS + ["triton"])
 def test_ties_go_to_lower_index(backend):
+    """Exact on a GPU too: ±0.5 entries are exact in TF32 (3xTF32's low parts are zero),
+    so every dot is exact and the ties are real ties."""
     x = _tie_features()
     k = x.shape[0] - 1
-    vals, idx = vtalign.cosine_knn(x, k, backend=backend, max_workspace_bytes=64 * 64 * 4)
+    vals, idx = vtalign.cosine_knn(x.to(device_for(backend)), k, backend=backend, max_workspace_bytes=64 * 64 * 4)
     rv, ri = ref.cosine_knn(x, k)
-    assert torch.equal(idx, ri), backend
-    torch.testing.assert_close(vals.double(), rv, atol=1e-6, rtol=0)
+    assert torch.equal(idx.cpu(), ri), backend
+    torch.testing.assert_close(vals.cpu().double(), rv, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -93,13 +117,15 @@ def test_include_self_and_2d_input(backend, gen):
 def test_query_key_form(backend, gen):
     keys = torch.randn(2, 45, 12, generator=gen)
     q = keys[:, 10:25]
-    v, i = vtalign.knn(q, keys, 4, self_shift=10, backend=backend)
-    rv, ri = ref.knn(q, keys, 4, self_shift=10)
-    assert torch.equal(i, ri)
-    torch.testing.assert_close(v.double(), rv, atol=1e-5, rtol=0)
-    # a shard searching the full set equals the corresponding rows of the full search
-    fv, fi = vtalign.cosine_knn(keys, 4, backend=backend)
-    assert torch.equal(i, fi[:, 10:25])
+    dev = device_for(backend)
+    v, i = vtalign.knn(q.to(dev), keys.to(dev), 4, self_shift=10, backend=backend)
+    rv, ri = ref.knn(q, keys, 5, self_shift=10)
+    qn, kn = (torch.nn.functional.normalize(t.double(), dim=-1) for t in (q, keys))
+    # random data: indices exact only away from near-ties (3xTF32 on a GPU rounds differently)
+    assert_topk_valid(v, i, rv[..., :4], ri[..., :4], rv[..., 4:], atol=1e-5, sims=qn @ kn.transpose(-1, -2))
+    # a shard searching the full set finds the corresponding rows of the full search
+    fv, fi = vtalign.cosine_knn(keys.to(dev), 4, backend=backend)
+    assert_topk_valid(v, i, fv[:, 10:25].cpu().double(), fi[:, 10:25].cpu(), rv[..., 4:], atol=1e-5)
 
 
 def test_float64_cpu_returns_float64(gen):

@@ -8,6 +8,8 @@ import vtalign
 from vtalign.ops._common import has_cpp
 from vtalign.reference import knn as ref
 
+from tests._device import device_for
+
 BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "reference", "triton"]
 
 
@@ -23,10 +25,12 @@ def test_overlap_matches_reference(backend, La, Lb, N, k, ids, gen):
     a = random_lists(La, N, k, ids, gen)
     b = random_lists(Lb, N, k, ids, gen)
     want = ref.knn_overlap(a, b, reduce="none")
-    per = vtalign.knn_overlap(a, b, reduce="none", backend=backend)
+    # integer counts on every device: only the final division rounds
+    dev = device_for(backend)
+    per = vtalign.knn_overlap(a.to(dev), b.to(dev), reduce="none", backend=backend, n_keys=ids).cpu()
     assert per.shape == (La, Lb, N)
     torch.testing.assert_close(per.double(), want, atol=1e-7, rtol=0)
-    mean = vtalign.knn_overlap(a, b, backend=backend)
+    mean = vtalign.knn_overlap(a.to(dev), b.to(dev), backend=backend, n_keys=ids).cpu()
     assert mean.dtype == torch.float64
     torch.testing.assert_close(mean, want.mean(-1), atol=1e-12, rtol=0)
 
@@ -84,15 +88,20 @@ def test_property_overlap_backends_agree(la, lb, n, k, seed):
     b = random_lists(lb, n, k, ids, g)
     want = ref.knn_overlap(a, b, reduce="none")
     for be in BACKENDS[:-2]:
-        got = vtalign.knn_overlap(a, b, reduce="none", backend=be)
+        got = vtalign.knn_overlap(a, b, reduce="none", backend=be, n_keys=ids)
         torch.testing.assert_close(got.double(), want, atol=1e-7, rtol=0)
         assert bool(((got >= 0) & (got <= 1)).all())
 
 
 @pytest.mark.parametrize("bad,err,match", [
     (lambda: vtalign.knn_overlap(torch.zeros(2, 5, 3), torch.zeros(2, 5, 3)), TypeError, "int32 or int64"),
-    (lambda: vtalign.knn_overlap(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 1]], [[1, 0]], [[0, 2]]])[:, :, :1]),
-     ValueError, "agree on"),
+    (lambda: vtalign.knn_overlap(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 1]], [[1, 0]], [[0, 2]]])[:, :, :1],
+                                 n_keys=3), ValueError, "agree on"),
+    (lambda: vtalign.knn_overlap(torch.tensor([[0, 9], [1, 0]]), torch.tensor([[1, 0], [0, 1]])), ValueError,
+     "index >= 2"),
+    (lambda: vtalign.knn_overlap(torch.tensor([[0, 9], [1, 0]]), torch.tensor([[1, 0], [0, 1]]), n_keys=5),
+     ValueError, "n_keys"),
+    (lambda: vtalign.knn_overlap(torch.tensor([[0, 1]]), torch.tensor([[1, 0]]), n_keys=2.5), TypeError, "n_keys"),
     (lambda: vtalign.knn_overlap(torch.tensor([[[0, 0]]]), torch.tensor([[[0, 1]]])), ValueError, "repeated"),
     (lambda: vtalign.knn_overlap(torch.tensor([[[0, -1]]]), torch.tensor([[[0, 1]]])), ValueError, "negative"),
     (lambda: vtalign.knn_overlap(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 1]]]), reduce="sum"),

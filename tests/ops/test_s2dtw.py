@@ -10,6 +10,8 @@ import vtalign
 from vtalign.nn import S2DTW
 from vtalign.reference import soft_dtw as ref
 
+from tests._device import device_for
+
 from .test_soft_dtw import BACKENDS, EXACT, tol
 
 ops = importlib.import_module("vtalign.ops.soft_dtw")
@@ -37,8 +39,9 @@ def explicit_matrix(C: torch.Tensor, gs: float, tau: float) -> torch.Tensor:
 
 
 def _as(t: torch.Tensor, backend: str) -> torch.Tensor:
-    """The Triton DP computes in float32 and refuses float64: it gets the float32 copy."""
-    return t.float() if backend == "triton" else t
+    """The Triton DP computes in float32 and refuses float64: it gets the float32 copy, on
+    the GPU when there is one."""
+    return t.float().to(device_for(backend)) if backend == "triton" else t
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -48,7 +51,7 @@ def test_s2dtw_is_soft_dtw_on_the_weak_alignment_matrix(backend, cost, gen):
     y = torch.randn(3, 6, 5, generator=gen, dtype=torch.float64) * 0.5
     xl, yl = [4, 2, 3], [6, 5, 1]
     v = vtalign.s2dtw(_as(x, backend), _as(y, backend), gamma=0.1, smoothing_gamma=0.2, null_cost=0.5, cost=cost,
-                      x_lengths=xl, y_lengths=yl, backend=backend)
+                      x_lengths=xl, y_lengths=yl, backend=backend).cpu()
     for b in range(3):
         C = ref.pairwise_cost(x[b:b + 1, :xl[b]], y[b:b + 1, :yl[b]], cost)[0]
         W = explicit_matrix(C, 0.2, 0.5)
@@ -67,7 +70,8 @@ def test_matrix_builders_agree(gen):
 def test_s2dtw_pairwise_equals_loop(backend, gen):
     x = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
     y = torch.randn(3, 4, 4, generator=gen, dtype=torch.float64)
-    P = vtalign.s2dtw_pairwise(_as(x, backend), _as(y, backend), gamma=0.2, y_lengths=[4, 2, 3], backend=backend)
+    P = vtalign.s2dtw_pairwise(_as(x, backend), _as(y, backend), gamma=0.2, y_lengths=[4, 2, 3],
+                               backend=backend).cpu()
     S = S2DTW(gamma=0.2, backend=backend)
     for a in range(2):
         for b in range(3):
