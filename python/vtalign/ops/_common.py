@@ -120,6 +120,8 @@ def check_tensor(name: str, t, *, ndims: Sequence[int] | None = None, floating: 
     """Type, dimensionality, emptiness and dtype checks with the argument named."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is a meta tensor: it has a shape but no values to compute on")
     if ndims is not None and t.dim() not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
@@ -188,6 +190,28 @@ class DeferredChecks:
             if flag:
                 check()
         self._flags, self._checks = [], []
+
+
+def check_int(name: str, v, *, lo: int | None = None, hi: int | None = None) -> int:
+    """`v` as an int, refusing bools, floats and strings and values outside [lo, hi]."""
+    import numbers
+
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+    v = int(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        span = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise ValueError(f"{name} must be in {span}, got {v}")
+    return v
+
+
+def check_choice(name: str, v, choices: Sequence) -> None:
+    """Refuse `v` unless it is one of `choices`, listing them."""
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {v!r}")
+
+
+PRECISIONS = ("tf32x3", "tf32", "ieee")
 
 
 def check_same_device(**tensors: torch.Tensor) -> None:

@@ -11,8 +11,9 @@ import math
 
 import torch
 
+from vtalign.ops._common import (PRECISIONS, check_choice, check_finite, check_int, check_tensor, cpp, eager_op,
+                                 resolve_backend, triton_dtype_gap)
 from vtalign.ops._norm import unit_rows
-from vtalign.ops._common import check_finite, check_tensor, cpp, eager_op, resolve_backend, triton_dtype_gap
 from vtalign.reference import knn as ref
 
 DEFAULT_WORKSPACE = 32 << 20  # one similarity tile: 2896 x 2896 float32
@@ -159,8 +160,12 @@ def _(queries, keys, k, self_shift, symmetric, backend, workspace, precision):
 # ------------------------------------------------------------------------ public
 def _as_layers(name: str, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     check_tensor(name, x, ndims=(2, 3))
-    check_finite(name, x, layer_major=True)
     return (x.unsqueeze(0), True) if x.dim() == 2 else (x, False)
+
+
+def _check_options(workspace, precision) -> int:
+    check_choice("precision", precision, PRECISIONS)
+    return check_int("max_workspace_bytes", workspace, lo=1)
 
 
 def _check_k(k, n_candidates: int, what: str) -> None:
@@ -201,14 +206,25 @@ def cosine_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, backend: s
         similarity, ties to the lower index. Values are float32 (float64 for
         float64 input on the CPU, and on the reference backend); indices int64.
     """
-    xx, squeeze = _as_layers("x", x)
+    return named_cosine_knn("x", x, k, exclude_self=exclude_self, backend=backend,
+                            max_workspace_bytes=max_workspace_bytes, precision=precision, normalize=normalize)
+
+
+def named_cosine_knn(name: str, x: torch.Tensor, k: int, *, exclude_self: bool = True, backend: str = "auto",
+                     max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3",
+                     normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """`cosine_knn` with its input called `name` in error messages (callers that take
+    several feature tensors name the one at fault)."""
+    xx, squeeze = _as_layers(name, x)
     n = xx.shape[1]
     _check_k(k, n - 1 if exclude_self else n, "exclude_self=True leaves N-1 candidates" if exclude_self
              else "N candidates")
+    ws = _check_options(max_workspace_bytes, precision)
     be = resolve_backend(backend, [xx], triton_unsupported=_triton_gap(xx, k))
+    check_finite(name, xx, layer_major=True)
     if normalize:
         xx = unit_rows(xx)
-    v, i = _knn(xx, xx, k, 0 if exclude_self else -1, True, be, int(max_workspace_bytes), precision)
+    v, i = _knn(xx, xx, k, 0 if exclude_self else -1, True, be, ws, precision)
     return (v[0], i[0]) if squeeze else (v, i)
 
 
@@ -238,13 +254,16 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, normalize: bool = 
                          f"{q.shape[-1]} and {kk.shape[-1]}")
     if q.device != kk.device:
         raise ValueError(f"queries and keys must be on one device, got {q.device} and {kk.device}")
-    shift = -1 if self_shift is None else int(self_shift)
+    shift = -1 if self_shift is None else check_int("self_shift", self_shift, lo=0)
     n = kk.shape[1]
     if shift >= 0 and shift + q.shape[1] > n:
         raise ValueError(f"self_shift={shift} with {q.shape[1]} queries points past the {n} keys")
     _check_k(k, n - 1 if shift >= 0 else n, "keys available per query")
+    ws = _check_options(max_workspace_bytes, precision)
     be = resolve_backend(backend, [q, kk], triton_unsupported=_triton_gap(q, k))
+    check_finite("queries", q, layer_major=True)
+    check_finite("keys", kk, layer_major=True)
     if normalize:
         q, kk = unit_rows(q), unit_rows(kk)
-    v, i = _knn(q, kk, k, shift, False, be, int(max_workspace_bytes), precision)
+    v, i = _knn(q, kk, k, shift, False, be, ws, precision)
     return (v[0], i[0]) if squeeze else (v, i)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from vtalign.ops._common import check_tensor, cpp, eager_op, resolve_backend
-from vtalign.ops.knn import DEFAULT_WORKSPACE, cosine_knn
+from vtalign.ops._common import check_int, check_tensor, cpp, eager_op, resolve_backend
+from vtalign.ops.knn import DEFAULT_WORKSPACE, named_cosine_knn
 from vtalign.reference import knn as ref
 
 _INT_DTYPES = (torch.int32, torch.int64)
@@ -60,13 +60,18 @@ def _(idx_a, idx_b, reduce, backend):
     return idx_a.new_empty((La, Lb, N), dtype=torch.int32)
 
 
-def _check_lists(name: str, idx: torch.Tensor) -> torch.Tensor:
+def _check_lists(name: str, idx: torch.Tensor, n_keys: int | None) -> torch.Tensor:
     check_tensor(name, idx, ndims=(2, 3), floating=False)
     if idx.dtype not in _INT_DTYPES:
         raise TypeError(f"{name} must be int32 or int64 neighbour indices, got {idx.dtype}")
     idx = idx.unsqueeze(0) if idx.dim() == 2 else idx
     if bool((idx < 0).any()):
         raise ValueError(f"{name} contains negative indices")
+    n = idx.shape[1] if n_keys is None else n_keys
+    if bool((idx >= n).any()):
+        what = "N, the samples the lists index" if n_keys is None else "n_keys"
+        raise ValueError(f"{name} holds an index >= {n} ({what}); lists from knn(queries, keys) "
+                         "with more keys than queries need n_keys=len(keys)")
     srt = idx.sort(-1).values
     if bool((srt[..., 1:] == srt[..., :-1]).any()):
         raise ValueError(f"{name} has a row with a repeated index; neighbour lists must be distinct")
@@ -74,21 +79,24 @@ def _check_lists(name: str, idx: torch.Tensor) -> torch.Tensor:
 
 
 def knn_overlap(idx_a: torch.Tensor, idx_b: torch.Tensor, *, reduce: str = "mean",
-                backend: str = "auto") -> torch.Tensor:
+                backend: str = "auto", n_keys: int | None = None) -> torch.Tensor:
     """Mean neighbour overlap |N_A(i) ∩ N_B(i)| / k for every pair of layers.
 
     Args:
         idx_a: neighbour lists `[La, N, k]` (or `[N, k]`), e.g. from `cosine_knn`.
         idx_b: neighbour lists `[Lb, N, k]` (or `[N, k]`), same N and k.
         reduce: "mean" -> `[La, Lb]` float64; "none" -> per sample `[La, Lb, N]` float32.
+        n_keys: the size of the set the lists index; default N (lists over the samples
+            themselves, as `cosine_knn` returns). Every index must lie in [0, n_keys).
 
     Returns:
         The overlap matrix; entry (la, lb) is platonic-rep's mutual_knn of that pair.
     """
     if reduce not in ("mean", "none"):
         raise ValueError(f"reduce must be 'mean' or 'none', got {reduce!r}")
-    a = _check_lists("idx_a", idx_a)
-    b = _check_lists("idx_b", idx_b)
+    n_keys = None if n_keys is None else check_int("n_keys", n_keys, lo=1)
+    a = _check_lists("idx_a", idx_a, n_keys)
+    b = _check_lists("idx_b", idx_b, n_keys)
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f"idx_a and idx_b must agree on [N, k], got {tuple(a.shape[1:])} and "
                          f"{tuple(b.shape[1:])} (different sample counts or k)")
@@ -115,6 +123,6 @@ def mutual_knn(feats_a: torch.Tensor, feats_b: torch.Tensor, k: int = 10, *, nor
         raise ValueError(f"feats_a and feats_b must have the same number of samples N, got "
                          f"{feats_a.shape[0]} and {feats_b.shape[0]}")
     kw = dict(backend=backend, max_workspace_bytes=max_workspace_bytes, normalize=normalize)
-    _, ia = cosine_knn(feats_a, k, **kw)
-    _, ib = cosine_knn(feats_b, k, **kw)
+    _, ia = named_cosine_knn("feats_a", feats_a, k, **kw)
+    _, ib = named_cosine_knn("feats_b", feats_b, k, **kw)
     return float(knn_overlap(ia, ib, backend=backend)[0, 0])
