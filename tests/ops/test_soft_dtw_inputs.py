@@ -114,9 +114,38 @@ def test_non_finite_features_on_the_fused_size(gen, cost, bad, where):
         vtalign.soft_dtw(x, y, cost=cost)
 
 
-def test_overflowing_norms_are_not_called_non_finite(gen):
-    # |x|² overflows float32 although every element is finite: no NaN/Inf error.
+def test_overflowing_costs_are_refused_not_called_non_finite(gen):
+    # |x|² overflows float32 although every element is finite: the cost cannot be
+    # represented, which is what the error says (not "contains NaN/Inf"); float64
+    # features of the same values are computed, and the cosine cost is scale-free.
     x = torch.randn(16, 6, 3, generator=gen)
+    y = torch.randn(16, 5, 3, generator=gen)
     x[3, 1, 0] = 3e19
-    v = vtalign.soft_dtw(x, torch.randn(16, 5, 3, generator=gen))
-    assert v.shape == (16,) and not torch.isnan(v).any()
+    with pytest.raises(ValueError, match="too large for soft-DTW in torch.float32.*float64"):
+        vtalign.soft_dtw(x, y)
+    v = vtalign.soft_dtw(x.double(), y.double())
+    assert torch.isfinite(v).all()
+    torch.testing.assert_close(vtalign.soft_dtw(x, y, cost="cosine"),
+                               vtalign.soft_dtw(x / 3e19, y, cost="cosine"), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1e10, 1e30])
+def test_cosine_cost_does_not_change_with_scale(gen, scale):
+    x = torch.randn(3, 6, 4, generator=gen)
+    y = torch.randn(3, 5, 4, generator=gen)
+    torch.testing.assert_close(vtalign.soft_dtw(scale * x, y, cost="cosine"), vtalign.soft_dtw(x, y, cost="cosine"),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_cost_whose_path_sum_overflows_is_refused():
+    C = torch.full((1, 4, 4), 3e38)
+    with pytest.raises(ValueError, match="C is too large for soft-DTW"):
+        vtalign.soft_dtw_cost(C)
+    assert torch.isfinite(vtalign.soft_dtw_cost(C.double())).all()
+
+
+def test_huge_bandwidth_is_no_band(gen):
+    x = torch.randn(2, 5, 3, generator=gen)
+    y = torch.randn(2, 6, 3, generator=gen)
+    for w in (1e30, 2**40, 2**31 - 1):
+        torch.testing.assert_close(vtalign.soft_dtw(x, y, bandwidth=w), vtalign.soft_dtw(x, y))

@@ -32,6 +32,7 @@ import torch
 from vtalign.ops import _soft_dtw_fused as fused
 from vtalign.ops._common import (DeferredChecks, check_finite, check_tensor, cpp, full_precision_matmul,
                                 resolve_backend)
+from vtalign.ops._norm import unit_rows
 from vtalign.reference import soft_dtw as ref
 
 COSTS = ("sqeuclidean", "cosine", "negdot")
@@ -148,6 +149,10 @@ def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=N
     if not math.isfinite(bandwidth) or bandwidth < 0:
         raise ValueError(f"bandwidth must be None or >= 0, got {bandwidth}")
     w = int(math.floor(bandwidth))
+    if w >= 2**31 - 1:
+        # wider than any sequence: a band of at least max(n, m) - 1 excludes no cell, and
+        # no index arithmetic of the backends need see a number past int32
+        return -1
 
     def precise():
         for p, (n, m) in enumerate(zip(xl.tolist(), yl.tolist())):
@@ -196,8 +201,55 @@ def _check_features(x: torch.Tensor, y: torch.Tensor, cost, x_lengths: Lengths, 
     Value checks go to `checks`, which the caller runs (one sync) before any kernel."""
     _check_pair(x, y, same_batch=same_batch, finite=finite, checks=checks)
     _check_cost_arg(cost)
+    _check_cost_range(x, y, cost, checks)
     return (_check_lengths("x_lengths", x_lengths, x.shape[0], x.shape[1], x.device, checks),
             _check_lengths("y_lengths", y_lengths, y.shape[0], y.shape[1], x.device, checks))
+
+
+def _dp_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _check_cost_range(x: torch.Tensor, y: torch.Tensor, cost, checks: DeferredChecks) -> None:
+    """Refuse features whose soft-DTW cannot be represented in the DP's dtype (float32, or
+    float64 for float64 features): a bound on every cost entry times the longest path
+    must stay below the dtype's max. |x_i − y_j|² ≤ D·(max|x| + max|y|)², |x_i·y_j| ≤
+    D·max|x|·max|y|, 1 − cos ≤ 2; 2(N+M)+1 cells bound a path of soft-DTW and of S2DTW's
+    (2N+1) × (2M+1) weak-alignment matrix. A callable cost's output is checked instead."""
+    if callable(cost) or cost == "cosine":
+        return
+    dt = _dp_dtype(x)
+    ax = x.detach().abs().amax().to(torch.float64)
+    ay = y.detach().abs().amax().to(torch.float64)
+    d, path = x.shape[-1], 2 * (x.shape[1] + y.shape[1]) + 1
+    bound = d * (ax + ay) ** 2 if cost == "sqeuclidean" else d * ax * ay
+
+    def precise():
+        more = " or pass float64 features" if dt == torch.float32 else ""
+        raise ValueError(
+            f"x and y are too large for soft-DTW in {dt}: with max |x| = {float(ax):.3g} and max |y| = "
+            f"{float(ay):.3g} the {cost} cost can reach {float(bound):.3g}, and its sum over a path of up "
+            f"to {path} cells passes {dt}'s largest value {torch.finfo(dt).max:.3g}; scale the features "
+            f"down{more}, or use cost='cosine'")
+
+    # a non-finite input is the NaN/Inf check's to report; a bound that overflows float64
+    # from finite inputs is past any dtype's max (so `<=` is False for it)
+    checks.add(torch.isfinite(ax) & torch.isfinite(ay) & ~(bound * path <= torch.finfo(dt).max), precise)
+
+
+def _check_cost_values(C: torch.Tensor, checks: DeferredChecks) -> None:
+    """Refuse a cost whose DP sum could pass the dtype's max: max |C| times the longest
+    path (N + M − 1 cells) must be representable."""
+    dt = _dp_dtype(C)
+    cmax = C.detach().abs().amax().to(torch.float64)
+    path = C.shape[-2] + C.shape[-1] - 1
+
+    def precise():
+        raise ValueError(f"C is too large for soft-DTW in {dt}: entries up to {float(cmax):.3g} summed over "
+                         f"a path of up to {path} cells pass {dt}'s largest value {torch.finfo(dt).max:.3g}; "
+                         "scale the cost down" + (" or pass a float64 cost" if dt == torch.float32 else ""))
+
+    checks.add(torch.isfinite(cmax) & ~(cmax * path <= torch.finfo(dt).max), precise)
 
 
 def _check_cost_inputs(C: torch.Tensor, gamma: Gamma, bandwidth, x_lengths: Lengths, y_lengths: Lengths):
@@ -206,6 +258,7 @@ def _check_cost_inputs(C: torch.Tensor, gamma: Gamma, bandwidth, x_lengths: Leng
     check_tensor("C", C, ndims=(3,))
     checks = DeferredChecks()
     checks.finite("C", C)
+    _check_cost_values(C, checks)
     B, N, M = C.shape
     g = _check_gamma(gamma, B, checks=checks)
     xl = _check_lengths("x_lengths", x_lengths, B, N, C.device, checks)
@@ -290,7 +343,7 @@ class _GemmCost(torch.autograd.Function):
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit_rows(x, x.dtype)
 
 
 def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost: CostArg = "sqeuclidean", *,
