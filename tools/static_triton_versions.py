@@ -1,6 +1,7 @@
 """Static GPU check (DESIGN.md §4) across triton releases, no GPU needed.
 
-    python tools/static_triton_versions.py [VERSION ...]     # default: 3.6.0 3.7.1 3.8.0 3.9.0
+    python tools/static_triton_versions.py [--only MODULE] [VERSION ...]
+                                                  # default: 3.6.0 3.7.1 3.8.0 3.9.0
 
 Each release is installed once with `pip install --no-deps --target` into
 ~/.cache/vtalign/triton-VERSION (from the package registry) and put in front of the
@@ -29,11 +30,12 @@ def install(version: str) -> str:
     return target
 
 
-def check(version: str) -> tuple[bool, str]:
+def check(version: str, only: str | None = None) -> tuple[bool, str]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = install(version) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # 3.9 warns unless it is set; 1 is every release's default
-    out = subprocess.run([sys.executable, "-m", "vtalign.kernels._static", "--json"], env=env,
+    extra = ["--only", only] if only else []
+    out = subprocess.run([sys.executable, "-m", "vtalign.kernels._static", "--json", *extra], env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         return False, f"triton {version}: compile failed: {out.stderr.strip().splitlines()[-1:]}"
@@ -45,9 +47,12 @@ def check(version: str) -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
+    only = None
+    if argv[:1] == ["--only"]:
+        only, argv = argv[1], argv[2:]
     ok = True
     for v in argv or DEFAULT:
-        good, line = check(v)
+        good, line = check(v, only)
         ok &= good
         print(line, flush=True)
     return 0 if ok else 1
