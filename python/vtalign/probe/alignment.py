@@ -11,8 +11,9 @@ from typing import Sequence, Union
 
 import torch
 
-from vtalign.ops._common import check_finite, check_tensor
+from vtalign.ops._common import check_finite, check_int, check_tensor
 from vtalign.ops.knn import DEFAULT_WORKSPACE
+from vtalign.probe._checks import check_backend, check_flag
 from vtalign.probe.features import FeatureFile
 from vtalign.probe.metrics import (METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_count,
                                    layer_lists)
@@ -80,6 +81,7 @@ def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[t
     With `concat`, the layers concatenated along features (platonic-rep's layer
     index -1, taken before any normalisation) are appended as an extra layer.
     """
+    check_flag("concat", concat)
     if isinstance(feats, FeatureFile):
         feats.validate()  # one streaming pass: bad values fail before any computation
         return StreamedLayers(feats, concat=concat)
@@ -95,6 +97,9 @@ def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[t
         ns = {t.shape[0] for t in layers}
         if len(ns) > 1:
             raise ValueError(f"{name}: layers have different sample counts {sorted(ns)}")
+        devs = {str(t.device) for t in layers}
+        if len(devs) > 1:
+            raise ValueError(f"{name}: layers are on different devices {sorted(devs)}")
     else:
         raise TypeError(f"{name} must be a tensor [N, L, D] or a list of [N, D_l] tensors, "
                         f"got {type(feats).__name__}")
@@ -108,21 +113,47 @@ def as_layer_list(name: str, feats: Features, *, concat: bool = False) -> list[t
 def layer_knn(layers: list[torch.Tensor], k: int, *, normalize: bool = True, backend: str = "auto",
               max_workspace_bytes: int = DEFAULT_WORKSPACE) -> torch.Tensor:
     """Neighbour lists `[L, N, k]` of a list of `[N, D_l]` layers, one search per layer."""
+    check_flag("normalize", normalize)
+    check_backend(backend)
     return layer_lists(layers, k, normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
 
 
-def prepare_layers(name: str, feats: Features, *, concat: bool = False, outliers: str | None = None,
-                   q: float = 0.95) -> list[torch.Tensor]:
-    """`as_layer_list` plus platonic-rep's optional outlier clamp, applied before the
-    concatenated layer is formed: one threshold across all layers of a `[N, L, D]`
-    tensor, one per layer for a list (`vtalign.probe.outliers`)."""
+def check_layer_options(metrics: Sequence[str], k, *, normalize, concat, outliers, backend,
+                        max_workspace_bytes=None) -> None:
+    """Every option of the layer-pair entry points, checked before any feature is
+    read: metric names, k an int >= 1 (its upper bound N - 1 needs the features),
+    normalize / concat bools, the outlier mode, the backend, the workspace."""
+    for m in metrics:
+        check_metric(m)
+    check_int("k", k, lo=1)
+    check_flag("normalize", normalize)
+    check_flag("concat", concat)
+    if outliers not in OUTLIER_MODES:
+        raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
+    check_backend(backend)
+    if max_workspace_bytes is not None:
+        check_int("max_workspace_bytes", max_workspace_bytes, lo=1)
+
+
+def read_layers(name: str, feats: Features):
+    """Shape, dtype and NaN/Inf checks of one side's features (no computation): the
+    layer list of a tensor or list, the `FeatureFile` itself after one validating pass."""
+    if isinstance(feats, FeatureFile):
+        feats.validate()  # one streaming pass: bad values fail before any computation
+        return feats
+    return as_layer_list(name, feats)
+
+
+def clamp_layers(feats: Features, layers, *, concat: bool = False, outliers: str | None = None,
+                 q: float = 0.95):
+    """platonic-rep's optional outlier clamp of `read_layers`' result, applied before
+    the concatenated layer is formed: one threshold across all layers of a
+    `[N, L, D]` tensor, one per layer for a list (`vtalign.probe.outliers`)."""
     if outliers not in OUTLIER_MODES:
         raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
     if isinstance(feats, FeatureFile):
-        feats.validate()
         th = None if outliers is None else _streamed_thresholds(feats, outliers == "exact", q)
         return StreamedLayers(feats, th, concat=concat)
-    layers = as_layer_list(name, feats)
     if outliers is not None:
         exact = outliers == "exact"
         if isinstance(feats, torch.Tensor):
@@ -132,8 +163,27 @@ def prepare_layers(name: str, feats: Features, *, concat: bool = False, outliers
             layers = [x.clamp(-t, t) for x, t in
                       ((x, outlier_threshold(x, q, exact=exact)) for x in layers)]
     if concat and len(layers) > 1:
-        layers.append(torch.cat([t.to(layers[0].dtype) for t in layers], dim=1))
+        layers = list(layers) + [torch.cat([t.to(layers[0].dtype) for t in layers], dim=1)]
     return layers
+
+
+def prepare_layers(name: str, feats: Features, *, concat: bool = False, outliers: str | None = None,
+                   q: float = 0.95) -> list[torch.Tensor]:
+    """`as_layer_list` plus platonic-rep's optional outlier clamp, applied before the
+    concatenated layer is formed: one threshold across all layers of a `[N, L, D]`
+    tensor, one per layer for a list (`vtalign.probe.outliers`)."""
+    if outliers not in OUTLIER_MODES:
+        raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
+    return clamp_layers(feats, read_layers(name, feats), concat=concat, outliers=outliers, q=q)
+
+
+def read_pair(feats_a: Features, feats_b: Features) -> tuple:
+    """Both sides through `read_layers`, and their common N (refused when they differ)."""
+    ra, rb = read_layers("feats_a", feats_a), read_layers("feats_b", feats_b)
+    n, nb = layer_count(ra)[0], layer_count(rb)[0]
+    if nb != n:
+        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and {nb}")
+    return ra, rb, n
 
 
 @dataclass
@@ -187,12 +237,24 @@ def _result(scores: torch.Tensor, metric: str, k: int, n: int, concat: bool) -> 
 
 
 def _check_k(k, n: int, metrics) -> None:
+    """k against the sample count N (its type and k >= 1 come first, in `check_layer_options`)."""
     if not any(m in USES_K for m in metrics):
         return
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-        raise ValueError(f"k must be an int in [1, N-1] = [1, {n - 1}], got {k!r}")
+    check_int("k", k, lo=1)
+    if n < 2:
+        raise ValueError(f"the kNN metrics need N >= 2 samples (k in [1, N-1]), got N={n}")
+    if k > n - 1:
+        raise ValueError(f"k must be in [1, N-1] = [1, {n - 1}], got {k}")
     if "cknna" in metrics and k < 2:
         raise ValueError(f"k must be >= 2 for cknna, got {k}")
+
+
+def _check_n(n: int, metrics) -> None:
+    gram_only = [m for m in metrics if m not in USES_K]
+    if n < 2 and gram_only:  # one sample has no spread: CKA would be 0 / 0
+        raise ValueError(f"{', '.join(gram_only)} need N >= 2 samples, got N={n}")
+    if n < 4 and any(m in ("unbiased_cka", "cknna") for m in metrics):
+        raise ValueError(f"unbiased_cka and cknna need N >= 4 samples, got N={n}")
 
 
 def layerwise_alignments(feats_a: Features, feats_b: Features, metrics: Sequence[str] = METRICS,
@@ -202,20 +264,18 @@ def layerwise_alignments(feats_a: Features, feats_b: Features, metrics: Sequence
     """Several metrics over all layer pairs at once, the kNN lists shared between them.
 
     Same arguments as `layerwise_alignment`, with a sequence of metric names;
-    returns `{metric: LayerAlignment}`.
+    returns `{metric: LayerAlignment}`. Every argument is checked (type, range,
+    shapes, NaN/Inf, k <= N - 1) before anything is computed.
     """
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics:
         raise ValueError(f"metrics must be a non-empty list of names from {METRICS}, got {metrics!r}")
-    for m in metrics:
-        check_metric(m)
-    la = prepare_layers("feats_a", feats_a, concat=concat, outliers=outliers)
-    lb = prepare_layers("feats_b", feats_b, concat=concat, outliers=outliers)
-    n, nb = layer_count(la)[0], layer_count(lb)[0]
-    if nb != n:
-        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and {nb}")
+    check_layer_options(metrics, k, normalize=normalize, concat=concat, outliers=outliers, backend=backend,
+                        max_workspace_bytes=max_workspace_bytes)
+    ra, rb, n = read_pair(feats_a, feats_b)
     _check_k(k, n, metrics)
-    if n < 4 and any(m in ("unbiased_cka", "cknna") for m in metrics):
-        raise ValueError(f"unbiased_cka and cknna need N >= 4 samples, got N={n}")
+    _check_n(n, metrics)
+    la = clamp_layers(feats_a, ra, concat=concat, outliers=outliers)
+    lb = clamp_layers(feats_b, rb, concat=concat, outliers=outliers)
     scores = all_pair_scores(list(metrics), la, lb, k, normalize=normalize, backend=backend,
                              max_workspace_bytes=max_workspace_bytes)
     return {m: _result(s, m, k, n, concat) for m, s in scores.items()}

@@ -24,23 +24,57 @@ from typing import Iterator, Sequence
 
 import torch
 
+from vtalign.ops._common import check_int
 from vtalign.ops.knn import DEFAULT_WORKSPACE
-from vtalign.probe.alignment import Features, _check_k, _names, layer_knn, prepare_layers
-from vtalign.probe.metrics import KNN_METRICS, chance_level, layer_count, list_scores
+from vtalign.ops.knn_lists import _check_pair_lists
+from vtalign.probe._checks import check_backend, check_finite_tensor, check_flag, check_fraction, check_seed
+from vtalign.probe.alignment import (Features, _check_k, _names, check_layer_options, clamp_layers, layer_knn,
+                                     read_pair)
+from vtalign.probe.metrics import KNN_METRICS, chance_level, list_scores
 
 _BOOT_CHUNK = 64
 
 
 def _check_count(name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-    return v
+    return check_int(name, v, lo=minimum)
 
 
 def _check_knn_metric(metric: str) -> None:
-    if metric not in KNN_METRICS:
+    if not isinstance(metric, str) or metric not in KNN_METRICS:
         raise ValueError(f"calibration supports the kNN-list metrics {KNN_METRICS}, got {metric!r} "
                          "(a permutation of a Gram metric needs the Gram terms recomputed per permutation)")
+
+
+# Metrics that only see each list as a set: at k = N - 1 every list holds all N - 1
+# other samples, so every permutation scores exactly the same (mutual kNN 1, cycle
+# kNN 1) and the null has no spread. The order-aware metrics (LCS, edit distance)
+# still vary with the order of the N - 1 others, which needs N >= 3.
+_SET_METRICS = ("mutual_knn", "cycle_knn")
+
+
+def check_calibration_k(metric: str, k: int, n: int) -> None:
+    """Refuse the k for which the permutation null of `metric` has no spread."""
+    hi = n - 2 if metric in _SET_METRICS else n - 1
+    if n < 3:
+        raise ValueError(f"calibration needs N >= 3 samples (with N = {n} every permutation of the "
+                         f"neighbour lists scores the same), got N={n}")
+    if not 1 <= k <= hi:
+        why = (f"at k = N-1 every list holds all other samples, so every permutation scores the same and "
+               f"the null of {metric} has no spread" if metric in _SET_METRICS and k == n - 1 else
+               "k is the neighbours per sample")
+        raise ValueError(f"k must be in [1, {'N-2' if metric in _SET_METRICS else 'N-1'}] = [1, {hi}] for "
+                         f"calibrating {metric} ({why}), got k={k}")
+
+
+def _z(score: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """(score - mean) / std of the null along dim 0; where the null has no spread
+    (all permutations score the same) the z-score is +inf above it, -inf below and 0 on it."""
+    mean, std = null.mean(0), null.std(0)
+    flat = null.amax(0) == null.amin(0)
+    diff = torch.where(flat, score - null[0], score - mean)
+    inf = torch.full_like(diff, math.inf)
+    z_flat = torch.where(diff > 0, inf, torch.where(diff < 0, -inf, torch.zeros_like(diff)))
+    return torch.where(flat, z_flat, diff / torch.where(flat, torch.ones_like(std), std))
 
 
 def permute_lists(idx: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -64,9 +98,12 @@ def permutation_null(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mu
         generator seeded with `seed`.
     """
     _check_knn_metric(metric)
+    _check_pair_lists(idx_a, idx_b)
     _check_count("n_permutations", n_permutations, 1)
+    seed = check_seed(seed)
+    check_backend(backend)
     n = idx_b.shape[-2]
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(seed)
     # both lists on idx_a's device (the overlap kernels take one device); the
     # permutations come from the CPU generator, so every device draws the same ones
     ib = idx_b.to(device=idx_a.device, dtype=torch.int64)
@@ -80,7 +117,9 @@ def permutation_null(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mu
 def bootstrap_indices(n: int, n_bootstrap: int, seed: int = 0) -> Iterator[torch.Tensor]:
     """The resampled sample indices, `[c, n]` blocks of at most 64 replicates in
     order: block b is `torch.randint(n, (c, n))` from a generator seeded with `seed`."""
-    g = torch.Generator().manual_seed(int(seed))
+    n = check_int("n", n, lo=1)
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, lo=1)
+    g = torch.Generator().manual_seed(check_seed(seed))
     for s in range(0, n_bootstrap, _BOOT_CHUNK):
         yield torch.randint(n, (min(_BOOT_CHUNK, n_bootstrap - s), n), generator=g)
 
@@ -89,15 +128,22 @@ def bootstrap_scores(per_sample: torch.Tensor, n_bootstrap: int = 1000, seed: in
     """Bootstrap replicates of the mean of per-sample scores.
 
     Args:
-        per_sample: `[..., N]` per-sample scores (mean over N = the score).
+        per_sample: `[..., N]` per-sample scores (mean over N = the score), real
+            and finite (NaN / Inf refused: a mean would carry them into every replicate).
 
     Returns:
         `[B, ...]` float64: replicate b is per_sample[..., idx_b].mean(-1) for the
         b-th index row of `bootstrap_indices(N, B, seed)`.
     """
-    if not isinstance(per_sample, torch.Tensor) or per_sample.dim() < 1 or per_sample.numel() == 0:
-        raise ValueError("per_sample must be a non-empty tensor [..., N]")
+    if not isinstance(per_sample, torch.Tensor):
+        raise TypeError(f"per_sample must be a tensor [..., N], got {type(per_sample).__name__}")
+    if per_sample.dim() < 1 or per_sample.numel() == 0:
+        raise ValueError(f"per_sample must be a non-empty tensor [..., N], got shape {tuple(per_sample.shape)}")
+    if per_sample.is_complex() or per_sample.dtype == torch.bool:
+        raise TypeError(f"per_sample must hold real numbers, got {per_sample.dtype}")
     _check_count("n_bootstrap", n_bootstrap, 1)
+    check_seed(seed)
+    check_finite_tensor("per_sample", per_sample)
     lead, n = per_sample.shape[:-1], per_sample.shape[-1]
     flat = per_sample.reshape(-1, n).to(torch.float64).cpu()
     reps = []
@@ -123,6 +169,8 @@ class Calibration:
             the best of unrelated data, so it accounts for the search over La·Lb pairs.
         p_best: (1 + #{null_max >= best_score}) / (P + 1) (permutation p-value of the max).
         z_pairs, p_pairs: `[La, Lb]` per-pair, uncorrected for the search.
+            Where a null has no spread (every permutation scores the same) z is
+            +inf above it, -inf below and 0 on it -- the same rule as z_best -- never NaN.
         ci_low, ci_high: `[La, Lb]` percentile bootstrap interval at `confidence`.
         best_stability: fraction of bootstrap replicates whose best pair is `best`.
     """
@@ -171,15 +219,24 @@ class Calibration:
         ])
 
 
+def _check_calibration_options(metric, n_permutations, n_bootstrap, confidence, seed) -> None:
+    _check_knn_metric(metric)
+    _check_count("n_permutations", n_permutations, 2)
+    _check_count("n_bootstrap", n_bootstrap, 2)
+    check_fraction("confidence", confidence)
+    check_seed(seed)
+
+
 def calibrate_lists(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mutual_knn", *,
                     n_permutations: int = 200, n_bootstrap: int = 1000, confidence: float = 0.95,
                     seed: int = 0, backend: str = "auto", concat: bool = False) -> Calibration:
     """`calibrate` from precomputed neighbour lists `[La, N, k]`, `[Lb, N, k]`."""
-    _check_knn_metric(metric)
-    _check_count("n_permutations", n_permutations, 2)
-    _check_count("n_bootstrap", n_bootstrap, 2)
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    _check_calibration_options(metric, n_permutations, n_bootstrap, confidence, seed)
+    seed = check_seed(seed)
+    check_backend(backend)
+    check_flag("concat", concat)
+    _check_pair_lists(idx_a, idx_b)
+    check_calibration_k(metric, idx_a.shape[-1], idx_a.shape[-2])
     per = list_scores(metric, idx_a, idx_b, reduce="none", backend=backend)
     scores = per.mean(-1)
     La, Lb, n = per.shape
@@ -191,14 +248,11 @@ def calibrate_lists(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mut
     null = permutation_null(idx_a, idx_b, metric, n_permutations=n_permutations, seed=seed, backend=backend)
     null_mean, null_std = null.mean(0), null.std(0)
     null_max = null.flatten(1).max(1).values
-    sd, mu = float(null_max.std()), float(null_max.mean())
-    if sd > 0:
-        z_best = (best_score - mu) / sd
-    else:  # a degenerate null (e.g. k = N - 1: every permutation scores the same)
-        z_best = math.inf if best_score > mu else 0.0
+    # a null without spread (possible for some data even at k <= N-2) gives z = ±inf or 0, not NaN
+    z_best = float(_z(torch.tensor(best_score, dtype=torch.float64), null_max))
     p_best = (1 + int((null_max >= best_score).sum())) / (n_permutations + 1)
     with torch.no_grad():
-        z_pairs = (scores - null_mean) / null_std
+        z_pairs = _z(scores, null)
         p_pairs = (1 + (null >= scores).sum(0)).to(torch.float64) / (n_permutations + 1)
 
     # Bootstrap seed is offset so replicates are not correlated with the permutations.
@@ -211,7 +265,7 @@ def calibrate_lists(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mut
                        chance=chance_level(metric, n, k), null_mean=null_mean, null_std=null_std,
                        null_max=null_max, z_best=z_best, p_best=p_best, z_pairs=z_pairs, p_pairs=p_pairs,
                        ci_low=band[0], ci_high=band[1], best_stability=stability, confidence=float(confidence),
-                       n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=int(seed),
+                       n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
                        names_a=_names(La, concat), names_b=_names(Lb, concat))
 
 
@@ -234,14 +288,19 @@ def calibrate(feats_a: Features, feats_b: Features, metric: str = "mutual_knn", 
 
     Returns:
         A `Calibration`; `.summary()` prints it.
+
+    Every argument is checked before anything is computed: k must also leave the
+    permutation null some spread (k <= N-2 for mutual_knn and cycle_knn, whose
+    null is constant at k = N-1), seed must be an int in [0, 2**63 - 1].
     """
-    _check_knn_metric(metric)
-    la = prepare_layers("feats_a", feats_a, concat=concat, outliers=outliers)
-    lb = prepare_layers("feats_b", feats_b, concat=concat, outliers=outliers)
-    n, nb = layer_count(la)[0], layer_count(lb)[0]
-    if nb != n:
-        raise ValueError(f"feats_a and feats_b must have the same number of samples, got {n} and {nb}")
+    _check_calibration_options(metric, n_permutations, n_bootstrap, confidence, seed)
+    check_layer_options([metric], k, normalize=normalize, concat=concat, outliers=outliers, backend=backend,
+                        max_workspace_bytes=max_workspace_bytes)
+    ra, rb, n = read_pair(feats_a, feats_b)
     _check_k(k, n, [metric])
+    check_calibration_k(metric, k, n)
+    la = clamp_layers(feats_a, ra, concat=concat, outliers=outliers)
+    lb = clamp_layers(feats_b, rb, concat=concat, outliers=outliers)
     kw = dict(normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
     return calibrate_lists(layer_knn(la, k, **kw), layer_knn(lb, k, **kw), metric,
                            n_permutations=n_permutations, n_bootstrap=n_bootstrap, confidence=confidence,
@@ -249,4 +308,4 @@ def calibrate(feats_a: Features, feats_b: Features, metric: str = "mutual_knn", 
 
 
 __all__: Sequence[str] = ("Calibration", "bootstrap_indices", "bootstrap_scores", "calibrate", "calibrate_lists",
-                          "permutation_null", "permute_lists")
+                          "check_calibration_k", "permutation_null", "permute_lists")

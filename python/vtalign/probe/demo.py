@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+from vtalign._atomic import check_out_dir
 from vtalign.data.synthetic import video_text_set
-from vtalign.ops._common import resolve_backend
+from vtalign.ops._common import check_int, resolve_backend
+from vtalign.probe._checks import check_seed
 from vtalign.probe.calibration import calibrate
 from vtalign.probe.report import (heatmap_png, plots_unavailable, scaling_png, skipped_plots_line, write_json,
                                   write_text)
@@ -21,13 +23,30 @@ FRAMES = (1, 2, 4, 8, 16, 32)
 CAPTIONS = (1, 2, 3, 5, 10)
 
 
+def check_demo_args(*, n, k, seed=0, permutations=200, bootstrap=500) -> None:
+    """`run_demo`'s numeric arguments, named, before anything runs."""
+    n = check_int("n", n, lo=3)
+    k = check_int("k", k, lo=1)
+    if k > n - 2:
+        raise ValueError(f"k must be in [1, n-2] = [1, {n - 2}] for n = {n} (the calibration's permutation null "
+                         f"has no spread at k = n-1), got k={k}")
+    check_seed(seed)
+    check_int("permutations", permutations, lo=2)
+    check_int("bootstrap", bootstrap, lo=2)
+
+
 def run_demo(out_dir: str = os.path.join("runs", "demo"), *, n: int = 1024, k: int = 10, seed: int = 0,
              permutations: int = 200, bootstrap: int = 500, progress: bool = True) -> dict:
     """Run the demo, write its report to `out_dir`, print a summary; returns the summary dict.
 
     Without an importable matplotlib, summary.json and report.md are still written
     and one line on stderr says the plots were skipped and how to get them.
+    Every argument is checked before anything is computed or printed: k in
+    [1, n - 2] (the calibration's null has no spread at k = n - 1), seed in
+    [0, 2**63 - 1], permutations and bootstrap >= 2, an `out_dir` that can be written.
     """
+    check_demo_args(n=n, k=k, seed=seed, permutations=permutations, bootstrap=bootstrap)
+    check_out_dir(out_dir, "out_dir")
     data = video_text_set(n=n, seed=seed)
     nf, nc = max(FRAMES), max(CAPTIONS)
     video, text = data.video_features(nf), data.text_features(nc)
@@ -84,4 +103,4 @@ def run_demo(out_dir: str = os.path.join("runs", "demo"), *, n: int = 1024, k: i
     return summary
 
 
-__all__ = ["run_demo", "FRAMES", "CAPTIONS"]
+__all__ = ["run_demo", "check_demo_args", "FRAMES", "CAPTIONS"]

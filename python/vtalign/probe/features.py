@@ -26,12 +26,19 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from vtalign._atomic import atomic_write
+from vtalign._atomic import atomic_write, check_out_file
 from vtalign._optional import require
 from vtalign.ops._common import check_finite
 
 SUFFIXES = (".pt", ".pth", ".npy", ".npz", ".safetensors")
 _FLOAT_NP = (np.float16, np.float32, np.float64)
+_FLOAT_TORCH = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# safetensors' dtype codes -> the torch dtype name (an error message names the file's
+# own dtype; an unknown code is reported as the code itself)
+_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+                       "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8",
+                       "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
+                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64"}
 
 
 def _suffix(path: str) -> str:
@@ -145,7 +152,12 @@ def _check_arrays(path: str, key: str, sources: list, stacked: bool) -> None:
     for j, s in enumerate(sources):
         name = key if stacked else f"{key}.{j}"
         dt = s.dtype
-        ok = dt.is_floating_point if isinstance(dt, torch.dtype) else np.dtype(dt).type in _FLOAT_NP
+        if isinstance(dt, torch.dtype):
+            ok = dt in _FLOAT_TORCH
+        elif isinstance(dt, str):  # a safetensors code torch has no dtype for
+            ok = False
+        else:
+            ok = np.dtype(dt).type in _FLOAT_NP
         if not ok:
             raise TypeError(f"{path}: {name!r} must hold floating-point features, got dtype {dt}")
         want = 3 if stacked else 2
@@ -266,8 +278,9 @@ def _open_safetensors(path: str, key: str) -> FeatureFile:
             self.name = name
             self._s = f.get_slice(name)
             self.shape = tuple(self._s.get_shape())
-            self.dtype = getattr(torch, {"F16": "float16", "BF16": "bfloat16", "F32": "float32",
-                                         "F64": "float64"}.get(self._s.get_dtype(), "int64"))
+            code = self._s.get_dtype()
+            # the file's real dtype: a torch dtype where torch has one, else its safetensors code
+            self.dtype = getattr(torch, _SAFETENSORS_DTYPES.get(code, ""), None) or code
 
         def __getitem__(self, item):
             return self._s[item]
@@ -303,6 +316,8 @@ def open_features(path: Union[str, os.PathLike], *, key: str = "feats", mmap: bo
     ext = _suffix(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such feature file: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a feature file")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: the file is empty")
     if ext in (".pt", ".pth"):
@@ -354,8 +369,10 @@ def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequ
     Raises:
         MissingDependency: a `.safetensors` path without the safetensors package.
     """
-    path = os.fspath(path)
+    path = check_out_file(path, "path")
     ext = _suffix(path)
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
     single, layers = _layers_of(feats)
     if ext == ".npy" and not single:
         raise ValueError(".npy holds one array; save a list of layers as .npz, .safetensors or .pt")

@@ -3,22 +3,33 @@
 Per-layer kNN lists are cached on disk (keyed by the file's identity, the layer
 and every option that changes the lists), so an interrupted or repeated run
 reuses the searches it already finished; every output is written atomically.
+A cache entry is trusted only after it loads with `weights_only=True` and its
+shape, dtype, index range and SHA-256 check out; one that does not (truncated,
+corrupt, foreign) is reported in one line on stderr, recomputed and rewritten.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import sys
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
 
 import vtalign
+from vtalign._atomic import atomic_write, check_out_dir
 from vtalign._progress import Progress
+from vtalign.ops._common import check_int
 from vtalign.ops.knn import cosine_knn
-from vtalign.probe.alignment import LayerAlignment, _result, prepare_layers
-from vtalign.probe.calibration import Calibration, calibrate_lists
+from vtalign.probe._checks import check_flag, check_seed
+from vtalign.probe.alignment import (LayerAlignment, _check_k, _check_n, _result, check_layer_options, clamp_layers,
+                                     read_layers)
+from vtalign.probe.calibration import Calibration, calibrate_lists, check_calibration_k
 from vtalign.probe.features import open_features
-from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, all_pair_scores, check_metric
+from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, all_pair_scores, layer_count
 from vtalign.probe.report import heatmap_png, plots_unavailable, write_json, write_text
 
 
@@ -27,12 +38,51 @@ def _file_id(path: str) -> str:
     return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
 
 
+def _digest(idx: torch.Tensor) -> str:
+    return hashlib.sha256(idx.contiguous().numpy().tobytes()).hexdigest()
+
+
+def save_cached_lists(path: str, idx: torch.Tensor) -> None:
+    """Write one layer's lists `[N, k]` (int64) with their SHA-256, atomically."""
+    idx = idx.detach().cpu().to(torch.int64).contiguous()
+    atomic_write(path, lambda tmp: torch.save({"idx": idx, "sha256": _digest(idx)}, tmp))
+
+
+def load_cached_lists(path: str, n: int, k: int) -> tuple[torch.Tensor | None, str]:
+    """The lists in the cache entry at `path`, or (None, why) when it cannot be trusted:
+    it does not load with weights_only=True (truncated, corrupt, not a tensor file),
+    or it is not an int64 `[n, k]` tensor of indices in [0, n) whose SHA-256 matches."""
+    try:
+        with warnings.catch_warnings():  # torch's own warnings about a foreign file: the one line says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+            UnicodeDecodeError, AttributeError, KeyError, IndexError, TypeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        return None, f"it does not load: {type(exc).__name__}: {msg[:80]}{'...' if len(msg) > 80 else ''}"
+    if not (isinstance(obj, dict) and isinstance(obj.get("idx"), torch.Tensor) and isinstance(obj.get("sha256"), str)):
+        return None, "it is not a {'idx', 'sha256'} entry"
+    idx = obj["idx"]
+    if idx.dtype != torch.int64 or tuple(idx.shape) != (n, k):
+        return None, f"it holds {idx.dtype} {tuple(idx.shape)}, expected torch.int64 {(n, k)}"
+    if bool((idx < 0).any()) or bool((idx >= n).any()):
+        return None, f"it holds indices outside [0, {n})"
+    if _digest(idx) != obj["sha256"]:
+        return None, "its checksum does not match"
+    return idx, ""
+
+
 def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options: str, cache_dir: str | None,
                        backend: str = "auto", label: str = "kNN", progress: bool = True,
                        device: str | torch.device | None = None) -> torch.Tensor:
     """Neighbour lists `[L, N, k]` (CPU), one search per layer, each reused from
     `cache_dir` when an identical search already ran. With `device`, each layer is
-    moved there for its search alone (one layer on the GPU at a time)."""
+    moved there for its search alone (one layer on the GPU at a time).
+
+    A cache entry that cannot be trusted (`load_cached_lists`) is reported in one
+    line on stderr, searched again and rewritten atomically: a truncated or
+    corrupt entry never makes every later run fail."""
+    n = layer_count(layers)[0]
     out = []
     with Progress(f"{label} search, layer", len(layers), enabled=progress) as bar:
         for i in range(len(layers)):
@@ -42,15 +92,17 @@ def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options
                                      .encode()).hexdigest()[:24]
                 path = os.path.join(cache_dir, f"knn-{key}.pt")
                 if os.path.exists(path):
-                    out.append(torch.load(path, weights_only=True))
-                    bar.step("cached")
-                    continue
+                    idx, why = load_cached_lists(path, n, k)
+                    if idx is not None:
+                        out.append(idx)
+                        bar.step("cached")
+                        continue
+                    print(f"vtalign: cache entry {path} was unreadable ({why}); recomputing it", file=sys.stderr)
             x = layers[i] if device is None else layers[i].to(device)
-            idx = cosine_knn(x, k, normalize=normalize, backend=backend)[1].cpu()
+            idx = cosine_knn(x, k, normalize=normalize, backend=backend)[1].cpu().to(torch.int64)
             del x
             if path is not None:
-                from vtalign.probe.report import atomic_write
-                atomic_write(path, lambda tmp: torch.save(idx, tmp))
+                save_cached_lists(path, idx)
             out.append(idx)
             bar.step()
     return torch.stack(out)
@@ -94,18 +146,38 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
     `device` (e.g. "cuda") runs the kNN searches there, one layer at a time; the
     list metrics and CKA run on the CPU.
     """
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of names from {METRICS} or ['all'], got {metrics!r}")
     metrics = list(METRICS) if list(metrics) == ["all"] else list(metrics)
-    for m in metrics:
-        check_metric(m)
+    check_layer_options(metrics, k, normalize=normalize, concat=concat, outliers=outliers, backend=backend)
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    check_flag("calibrate", calibrate)
+    check_flag("progress", progress)
+    check_int("permutations", permutations, lo=2)
+    check_int("bootstrap", bootstrap, lo=2)
+    seed = check_seed(seed)
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"device: {device!r} is not a device (cpu, cuda, cuda:1, ...): {e}") from None
+    if out_dir is not None:
+        out_dir = check_out_dir(out_dir, "out_dir")
     ff_a, ff_b = open_features(path_a, key=key), open_features(path_b, key=key)
     try:
-        la = prepare_layers("A", ff_a, concat=concat, outliers=outliers)
-        lb = prepare_layers("B", ff_b, concat=concat, outliers=outliers)
+        ra, rb = read_layers("A", ff_a), read_layers("B", ff_b)
         n = ff_a.n
         if ff_b.n != n:
             raise ValueError(f"{path_a} has N={n} samples but {path_b} has N={ff_b.n}")
-        if any(m in USES_K for m in metrics) and not (isinstance(k, int) and 1 <= k <= n - 1):
-            raise ValueError(f"k must be in [1, N-1] = [1, {n - 1}], got {k}")
+        _check_k(k, n, metrics)
+        _check_n(n, metrics)
+        if calibrate:
+            for m in metrics:
+                if m in KNN_METRICS:
+                    check_calibration_k(m, k, n)
+        la = clamp_layers(ff_a, ra, concat=concat, outliers=outliers)
+        lb = clamp_layers(ff_b, rb, concat=concat, outliers=outliers)
         cache = os.path.join(out_dir, "cache") if out_dir else None
         opts = f"{concat}|{outliers}|{key}"
         lists = None

@@ -12,7 +12,9 @@ optimum: cov = s² (JᵀJ)⁺ with s² = SS_res / (n - 5).
 """
 from __future__ import annotations
 
+import csv
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,15 +79,93 @@ class ScalingFit:
 
 
 def _as_1d(name: str, v) -> np.ndarray:
+    if isinstance(v, (str, bytes)):
+        raise TypeError(f"{name} must be a 1-D array of numbers, got {type(v).__name__} {v!r}")
     try:
-        a = np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a 1-D array of numbers") from exc
+        raw = np.asarray(v)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a 1-D array of numbers ({exc})") from None
+    if raw.dtype.kind not in "biuf":  # text, objects, complex, dates: name the first offending entry
+        try:  # the entries as given (a mixed list would otherwise be all text)
+            items = np.asarray(v, dtype=object).reshape(-1).tolist()
+        except (TypeError, ValueError):
+            items = raw.reshape(-1).tolist()
+        for i, x in enumerate(items):
+            if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+                at = f"{name}[{i}]" if raw.ndim == 1 else f"{name} (flat index {i})"
+                raise TypeError(f"{name} must hold numbers; {at} is {type(x).__name__} {x!r}")
+        raw = raw.astype(np.float64)
+    if raw.dtype.kind == "b":
+        raise TypeError(f"{name} must hold numbers, got booleans")
+    a = raw.astype(np.float64)
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or Inf")
+    bad = np.flatnonzero(~np.isfinite(a))
+    if bad.size:
+        raise ValueError(f"{name} contains NaN or Inf: {name}[{bad[0]}] = {a[bad[0]]}")
     return a
+
+
+SCALING_COLUMNS = ("n_frames", "n_captions", "score")
+
+
+def read_scaling_table(path, *, name: str = "table") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n_frames, n_captions, scores) from a CSV file whose header row names the
+    columns n_frames, n_captions and score (others are ignored).
+
+    Every problem is a ValueError naming `name`, the file and, for a bad cell, its
+    data row (1-based), line, column and text: an empty file, a missing column, a
+    row with the wrong number of cells, a cell that is not a finite number, a
+    count that is not > 0, no data rows.
+    """
+    path = os.fspath(path)
+    where = f"{name}: {path}"
+    if os.path.isdir(path):
+        raise ValueError(f"{where} is a folder, not a CSV file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{name}: no such file: {path}")
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                if any(c.strip() for c in row):
+                    rows.append((reader.line_num, [c.strip() for c in row]))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not a text CSV file (byte {exc.start} is not UTF-8)") from None
+    except csv.Error as exc:
+        raise ValueError(f"{where}: not a CSV table: {exc}") from None
+    need = ", ".join(SCALING_COLUMNS)
+    if not rows:
+        raise ValueError(f"{where} is empty; it needs a header row ({need}) and one row per measurement")
+    hline, header = rows[0]
+    missing = [c for c in SCALING_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{where}: the header row (line {hline}) needs the columns {need}; missing "
+                         f"{', '.join(missing)} (found {', '.join(header)})")
+    twice = [c for c in SCALING_COLUMNS if header.count(c) > 1]
+    if twice:
+        raise ValueError(f"{where}: the header row (line {hline}) names {', '.join(twice)} more than once")
+    cols = {c: header.index(c) for c in SCALING_COLUMNS}
+    out: dict[str, list[float]] = {c: [] for c in SCALING_COLUMNS}
+    for r, (line, row) in enumerate(rows[1:], 1):
+        if len(row) != len(header):
+            raise ValueError(f"{where}, row {r} (line {line}) has {len(row)} cells; the header has {len(header)}")
+        for c, j in cols.items():
+            text = row[j]
+            cell = f"{where}, row {r} (line {line}), column {c!r}"
+            try:
+                v = float(text)
+            except ValueError:
+                raise ValueError(f"{cell}: {text!r} is not a number") from None
+            if not math.isfinite(v):
+                raise ValueError(f"{cell}: {text!r} is not a finite number")
+            if c != "score" and v <= 0:
+                raise ValueError(f"{cell}: {text!r} must be > 0")
+            out[c].append(v)
+    if not out["score"]:
+        raise ValueError(f"{where} has a header row but no data rows")
+    return tuple(np.array(out[c], dtype=np.float64) for c in SCALING_COLUMNS)
 
 
 def _linear_part(nf, nc, y, alpha, beta):
@@ -114,12 +194,19 @@ def fit_scaling_law(n_frames, n_captions, scores) -> ScalingFit:
         n_captions: `[n]` captions per row (> 0).
         scores: `[n]` alignment scores.
 
-    Needs n >= 6 rows with at least 3 distinct frame counts and 3 distinct
-    caption counts (each power law has its own offset, scale and exponent to pin
-    down) and scores that are not all equal.
+    Needs n >= 6 rows at >= 6 distinct (n_frames, n_captions) points (5
+    parameters and one degree of freedom for the residual variance), at least 3
+    distinct frame counts and 3 distinct caption counts (each power law has its
+    own offset, scale and exponent to pin down), and scores that vary: a table
+    whose scores are equal to within rounding (max - min <= 16 ulp of their
+    size) is refused, because R² = 1 - SS_res / SS_tot has SS_tot = 0 there.
 
     Returns:
-        A `ScalingFit` (`.params`, `.stderr`, `.r2`, `.predict`).
+        A `ScalingFit` (`.params`, `.stderr`, `.r2`, `.predict`). R² follows its
+        definition (SS_tot > 0 is guaranteed by the check above). A standard error
+        is NaN exactly for the parameters the data cannot pin down: those with a
+        component along a flat direction of the Jacobian at the optimum (e.g. alpha
+        when C_f = 0); the others come from s² (JᵀJ)⁺ with s² = SS_res / (n - 5).
     """
     nf = _as_1d("n_frames", n_frames)
     nc = _as_1d("n_captions", n_captions)
@@ -137,9 +224,20 @@ def fit_scaling_law(n_frames, n_captions, scores) -> ScalingFit:
         if len(np.unique(v)) < 3:
             raise ValueError(f"degenerate grid: {name} has {len(np.unique(v))} distinct values; "
                              "need at least 3 to fit its power law")
+    points = len({(a, b) for a, b in zip(nf.tolist(), nc.tolist())})
+    if points < len(PARAMS) + 1:
+        raise ValueError(f"degenerate grid: {points} distinct (n_frames, n_captions) points; the scaling law has "
+                         f"{len(PARAMS)} parameters, so it needs at least {len(PARAMS) + 1}")
+    spread = float(y.max() - y.min())
+    if spread <= 16 * np.finfo(np.float64).eps * float(np.abs(y).max()):
+        raise ValueError(f"scores are all equal (max - min = {spread:.3g}, within rounding); R² is undefined "
+                         "and there is nothing to fit")
+    # The fit runs on z = (y - mean) / spread and maps back exactly (S_inf and the C's
+    # are affine in the scores, the exponents do not change), so neither the fit nor
+    # R² depends on the scores' scale: no underflow or overflow at 1e-200 or 1e200.
+    y_mean = float(y.mean())
+    y_raw, y = y, (y - y_mean) / spread
     ss_tot = float(np.sum((y - y.mean()) ** 2))
-    if ss_tot == 0.0:
-        raise ValueError("scores are all equal; there is nothing to fit")
 
     start, best_ss = None, math.inf
     for a in _GRID:
@@ -163,16 +261,24 @@ def fit_scaling_law(n_frames, n_captions, scores) -> ScalingFit:
                         x_scale="jac", xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=10_000)
     p = res.x
     ss_res = float(np.sum(res.fun ** 2))
-    n = len(y)
+    n = len(y_raw)
     J = jac(p)
     s2 = ss_res / (n - len(PARAMS))
     cov = s2 * np.linalg.pinv(J.T @ J)
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
-    if np.linalg.matrix_rank(J) < len(PARAMS):
-        # A flat direction (e.g. C_f = 0 leaves alpha free): its error is undefined.
-        err = np.full(len(PARAMS), np.nan)
+    # A flat direction of J (e.g. C_f = 0 leaves alpha free) leaves the parameters
+    # along it undetermined: their errors are undefined (NaN), the others stand.
+    _, sv, vt = np.linalg.svd(J, full_matrices=False)
+    flat = vt[sv <= sv[0] * max(J.shape) * np.finfo(np.float64).eps]
+    if len(flat):
+        err[np.any(np.abs(flat) > 1e-6, axis=0)] = np.nan
     at_bound = [k for k, v, l, h in zip(PARAMS, p, lo, hi) if np.isclose(v, l) or np.isclose(v, h)]
-    return ScalingFit(params={k: float(v) for k, v in zip(PARAMS, p)},
-                      stderr={k: float(v) for k, v in zip(PARAMS, err)}, cov=cov,
-                      r2=1.0 - ss_res / ss_tot, rmse=math.sqrt(ss_res / n), n_points=n,
+    unit = np.array([spread, spread, 1.0, spread, 1.0])  # back to the scores' units
+    params = p * unit
+    params[0] += y_mean
+    with np.errstate(over="ignore"):  # scores near 1e200: a variance in their units is out of range (inf)
+        cov = cov * np.outer(unit, unit)
+    return ScalingFit(params={k: float(v) for k, v in zip(PARAMS, params)},
+                      stderr={k: float(v) for k, v in zip(PARAMS, err * unit)}, cov=cov,
+                      r2=1.0 - ss_res / ss_tot, rmse=spread * math.sqrt(ss_res / n), n_points=n,
                       at_bound=at_bound, message=str(res.message))

@@ -8,7 +8,10 @@ import numpy as np
 import torch
 
 from vtalign._progress import Progress
+from vtalign.ops._common import check_int
+from vtalign.probe._checks import check_backend, check_flag
 from vtalign.probe.alignment import layerwise_alignment
+from vtalign.probe.metrics import check_metric
 from vtalign.probe.scaling import ScalingFit, fit_scaling_law
 
 
@@ -55,8 +58,15 @@ def scaling_sweep(video_features: Callable[[int], torch.Tensor], text_features: 
         A `Sweep` holding the best-pair score of each cell (features of each axis
         value are computed once and reused across the other axis).
     """
-    if not frames or not captions:
-        raise ValueError("frames and captions must be non-empty sequences of counts")
+    for name, counts in (("frames", frames), ("captions", captions)):
+        if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence) or not counts:
+            raise ValueError(f"{name} must be a non-empty sequence of counts, got {counts!r}")
+        for i, c in enumerate(counts):
+            check_int(f"{name}[{i}]", c, lo=1)
+    check_metric(metric)
+    check_int("k", k, lo=1)
+    check_backend(backend)
+    check_flag("progress", progress)
     text = {c: text_features(c) for c in captions}
     nf, nc, sc, best = [], [], [], []
     with Progress("sweep cell", len(frames) * len(captions), enabled=progress) as bar:
