@@ -2,6 +2,7 @@
 decided in tests/_device.py, imported here before anything imports vtalign: a kernel
 picks the interpreter when it is defined (DESIGN.md §4)."""
 import os
+import types
 
 from tests._device import ON_CUDA, TRITON_DEVICE  # noqa: I001  (must precede every vtalign import)
 
@@ -17,6 +18,27 @@ settings.register_profile("thorough", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _runs_triton(item) -> bool:
+    """A test of the Triton kernels: "triton" in its id (a backend="triton" parameter,
+    its name or its file's), or its module imports from vtalign.kernels (tests that
+    call the launchers directly)."""
+    if "triton" in item.nodeid.lower():
+        return True
+    mod = getattr(item, "module", None)
+    for value in vars(mod).values() if mod is not None else ():
+        name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.startswith("vtalign.kernels"):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    # `-m triton` picks what tools/gpu_check.sh runs on the GPU from tests/ops and tests/kernels
+    for item in items:
+        if _runs_triton(item):
+            item.add_marker(pytest.mark.triton)
 
 
 def pytest_report_header(config):

@@ -19,7 +19,11 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
     assert out.returncode == 0, (out.stderr[-3000:], logs)
     res = json.loads((tmp_path / "gpu_results.json").read_text())
     assert res["passed"] and res["dry_run"]
-    assert [s["step"] for s in res["steps"]] == ["build", "selftest", "static", "bench"]
+    assert [s["step"] for s in res["steps"]] == ["build", "selftest", "tests", "static", "bench"]
+    # the dry run's tests step: tests/gpu at tiny sizes in the interpreter, counted from its junit xml
+    (run,) = res["tests"]
+    assert run["run"] == "gpu" and run["passed"] > 0 and run["failed"] == run["errors"] == 0
     report = (tmp_path / "gpu_report.md").read_text()
     assert "Verdict: PASS" in report and "all checks passed" in report and "| cosine kNN" in report
+    assert f"| gpu | {run['passed']} | 0 | 0 | {run['skipped']} |" in report
     assert list((tmp_path / "wheel").glob("vtalign-*.whl"))
