@@ -1,28 +1,38 @@
 """Triton kernels for the contrastive losses (DESIGN.md §3.3, §3.5).
 
-One program owns a block of rows of X and streams every tile of Y (flash-style):
-the forward keeps an online log-sum-exp per row over all columns and over the
-row's positives; the backward recomputes each logit tile from X and Y, forms
-dL/ds from the saved statistics and accumulates dX. Nothing of size B×B (or
-B×B×T) is ever written. The column direction is the same kernel with X and Y
-swapped and the positive mask read through transposed strides, so every
-direction is deterministic (no atomics).
+The grid is (row blocks, column splits). Program (i, s) owns a block of rows of X and
+streams the column tiles of split s of Y (flash-style): the forward keeps an online
+log-sum-exp per row over the split's columns and over the row's positives among them,
+and writes each as a partial m_s + log l_s at [s, row]; the merge, a log-sum-exp over
+the splits (m = max m_s, l = Σ_s l_s·e^{m_s − m}, torch's fixed-order reduction on the
+tiny partials), gives the row statistics. The backward recomputes each logit tile from
+X and Y, forms dL/ds from the saved statistics and accumulates split s's share of dX in
+slice s of an fp32 `[splits, N, D]` buffer; one sum over the splits (in a fixed order)
+finishes dX, and dscale is summed from per-program partials the same way. Nothing of
+size B×B (or B×B×T) is written and nothing uses atomics, so results are bitwise the
+same run to run. `column_splits` chooses the splits from the problem size (a constant
+SM count, no GPU query): one split once the row blocks alone reach a few hundred
+programs. The column direction is the same kernel with X and Y swapped and the positive
+mask read through transposed strides.
 
-dX is accumulated in an fp32 buffer by read-modify-write of the rows this
-program owns (race-free: rows are never shared), chunked over D so any feature
-size fits without register spills; a CTA barrier after each column tile keeps
-the next tile's reads behind this tile's writes.
+A program's partial dX rows are updated by read-modify-write (race-free: no two
+programs share a (split, row)), chunked over D so any feature size fits without
+register spills; a CTA barrier after each column tile keeps the next tile's reads
+behind this tile's writes.
 
-The slot kernels loop over the T frames inside a tile: the pooled cosine
-(max: running maximum and its first argmax; lse: online log-sum-exp of cos/τ)
-is formed in registers, and the backward recomputes the per-frame cosines to
-spread dL/ds over the frames. Validity and frame counts are addressed through
-(row, column) strides, one of which is zero, so the same kernel serves both
-directions.
+The slot kernels use the same 2-D grid and merge and loop over the T frames inside a
+tile: the pooled cosine (max: running maximum and its first argmax; lse: online
+log-sum-exp of cos/τ) is formed in registers, and the backward recomputes the per-frame
+cosines to spread dL/ds over the frames (their dX buffer is `[splits, N, T, D]`).
+Validity and frame counts are addressed through (row, column) strides, one of which is
+zero, so the same kernel serves both directions.
 
 Precision: float32 inputs use `tl.dot(input_precision=...)`, "tf32x3" by default
-(about fp32 accuracy on tensor cores); fp16/bf16 inputs use their tensor-core
-path with fp32 accumulation, and dL/ds is cast to the input dtype for the dX dot.
+(about fp32 accuracy on tensor cores); fp16/bf16 inputs form the logits on their
+tensor-core path with fp32 accumulation. The backward keeps dL/ds in fp32 for every
+dtype: for fp16/bf16 the dX product widens Y to fp32 and runs as a TF32 dot (fp16's
+10-bit mantissa, fp32's exponent range; exact on fp16 and bf16 values), so dL/ds of
+order (softmax − target)/B -- below fp16's normal range at large B -- is not flushed.
 """
 from __future__ import annotations
 
@@ -122,56 +132,70 @@ def _grad_tile(s, p, ok, lse_x, plse_x, g_x, lse_y, plse_y, g_y, x_on, y_on):
 
 
 @triton.jit
-def _row_stats_epilogue(OUT_LSE, OUT_PLSE, rows, row_ok, m_run, l_run, pm_run, pl_run):
-    tl.store(OUT_LSE + rows, m_run + tl.log(tl.where(row_ok, l_run, 1.0)), mask=row_ok)
-    tl.store(OUT_PLSE + rows, pm_run + tl.log(tl.where(row_ok & (pl_run > 0), pl_run, 1.0)), mask=row_ok)
+def _split_columns(M, cols_per_split):
+    """[c0, c1): the columns of this program's split (grid axis 1)."""
+    c0 = tl.program_id(1) * cols_per_split
+    return c0, tl.minimum(c0 + cols_per_split, M)
+
+
+@triton.jit
+def _row_stats_epilogue(OUT_LSE, OUT_PLSE, rows, row_ok, m_run, l_run, pm_run, pl_run, N):
+    """This split's log-sum-exps m + log l of the rows, at [split, row]; a row with no cell
+    in the split (positives: none in it) gets NEG, which the merge ignores."""
+    out = tl.program_id(1) * N + rows
+    tl.store(OUT_LSE + out, m_run + tl.log(tl.where(row_ok & (l_run > 0), l_run, 1.0)), mask=row_ok)
+    tl.store(OUT_PLSE + out, pm_run + tl.log(tl.where(row_ok & (pl_run > 0), pl_run, 1.0)), mask=row_ok)
 
 
 @triton.jit
 def _infonce_fwd_kernel(
     X, Y, SCALE, POS, OUT_LSE, OUT_PLSE,
-    N, M, D, offset, has_pos,
+    N, M, D, offset, has_pos, cols_per_split,
     stride_x, stride_y, stride_pr, stride_pc,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < N
+    c0, c1 = _split_columns(M, cols_per_split)
     scale = tl.load(SCALE)
     m_run = tl.zeros([BLOCK_M], dtype=tl.float32) + NEG
     l_run = tl.zeros([BLOCK_M], dtype=tl.float32)
     pm_run = tl.zeros([BLOCK_M], dtype=tl.float32) + NEG
     pl_run = tl.zeros([BLOCK_M], dtype=tl.float32)
-    for n0 in range(0, M, BLOCK_N):
+    for n0 in range(c0, c1, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < M
+        col_ok = cols < c1
         s = scale * _cos_tile(X, Y, rows, cols, row_ok, col_ok, D, stride_x, stride_y, 0, 0,
                               BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
         ok = row_ok[:, None] & col_ok[None, :]
         p = _positive_tile(POS, rows, cols, row_ok, col_ok, offset, has_pos, stride_pr, stride_pc)
         m_run, l_run = _online_lse_update(m_run, l_run, s, ok)
         pm_run, pl_run = _online_lse_update(pm_run, pl_run, s, p)
-    _row_stats_epilogue(OUT_LSE, OUT_PLSE, rows, row_ok, m_run, l_run, pm_run, pl_run)
+    _row_stats_epilogue(OUT_LSE, OUT_PLSE, rows, row_ok, m_run, l_run, pm_run, pl_run, N)
 
 
 @triton.jit
 def _infonce_bwd_kernel(
     X, Y, SCALE, POS, LSE_X, PLSE_X, G_X, LSE_Y, PLSE_Y, G_Y, DX, DSCALE,
-    N, M, D, offset, has_pos, x_on, y_on,
+    N, M, D, offset, has_pos, x_on, y_on, cols_per_split,
     stride_x, stride_y, stride_pr, stride_pc,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    DX_PRECISION: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < N
+    c0, c1 = _split_columns(M, cols_per_split)
+    # this split's partial dX: rows of the [splits, N, D] buffer (int64: N·D may pass 2^31)
+    dx_rows = (tl.program_id(1) * N + rows).to(tl.int64) * D
     scale = tl.load(SCALE)
     lse_x = tl.load(LSE_X + rows, mask=row_ok, other=0.0)
     plse_x = tl.load(PLSE_X + rows, mask=row_ok, other=0.0)
     g_x = tl.load(G_X + rows, mask=row_ok, other=0.0)
     offs_d = tl.arange(0, BLOCK_D)
     ds = tl.zeros([BLOCK_M], dtype=tl.float32)
-    for n0 in range(0, M, BLOCK_N):
+    for n0 in range(c0, c1, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < M
+        col_ok = cols < c1
         cos = _cos_tile(X, Y, rows, cols, row_ok, col_ok, D, stride_x, stride_y, 0, 0,
                         BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
         ok = row_ok[:, None] & col_ok[None, :]
@@ -181,24 +205,36 @@ def _infonce_bwd_kernel(
         g_y = tl.load(G_Y + cols, mask=col_ok, other=0.0)
         g = _grad_tile(scale * cos, p, ok, lse_x, plse_x, g_x, lse_y, plse_y, g_y, x_on, y_on)
         ds += tl.sum(g * cos, 1)
-        gs = (g * scale).to(Y.dtype.element_ty)
+        gs = g * scale  # dL/ds stays fp32: see _dx_update
         for d0 in range(0, D, BLOCK_D):
-            dd = d0 + offs_d
-            d_ok = dd < D
-            y = tl.load(Y + cols.to(tl.int64)[:, None] * stride_y + dd[None, :], mask=col_ok[:, None] & d_ok[None, :],
-                        other=0.0)
-            ptr = DX + rows.to(tl.int64)[:, None] * D + dd[None, :]
-            m2 = row_ok[:, None] & d_ok[None, :]
-            cur = tl.load(ptr, mask=m2, other=0.0)
-            tl.store(ptr, tl.dot(gs, y, cur, input_precision=PRECISION), mask=m2)
+            _dx_update(DX, Y, gs, dx_rows, cols, row_ok, col_ok, d0, D, stride_y, 0, offs_d, DX_PRECISION)
         tl.debug_barrier()
-    tl.store(DSCALE + pid, tl.sum(ds, 0))
+    tl.store(DSCALE + tl.program_id(1) * tl.num_programs(0) + tl.program_id(0), tl.sum(ds, 0))
+
+
+@triton.jit
+def _dx_update(DX, Y, w, dx_rows, cols, row_ok, col_ok, d0, D, stride_y, y_off, offs_d,
+               DX_PRECISION: tl.constexpr):
+    """DX[rows, d0:d0+BLOCK_D] += w @ Y[cols, d0:d0+BLOCK_D], w = dL/ds in fp32.
+
+    Y is loaded in its dtype and widened to fp32, so an fp16/bf16 input's product runs as
+    a TF32 dot (DX_PRECISION "tf32": fp16's 10-bit mantissa, fp32's exponent range) and
+    dL/ds -- of order (softmax - target)/B, below fp16's normal range at large B -- is
+    never rounded to the input dtype. fp32 inputs use the forward's precision."""
+    dd = d0 + offs_d
+    d_ok = dd < D
+    y = tl.load(Y + cols.to(tl.int64)[:, None] * stride_y + y_off + dd[None, :],
+                mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+    ptr = DX + dx_rows[:, None] + dd[None, :]
+    m2 = row_ok[:, None] & d_ok[None, :]
+    cur = tl.load(ptr, mask=m2, other=0.0)
+    tl.store(ptr, tl.dot(w, y.to(tl.float32), cur, input_precision=DX_PRECISION), mask=m2)
 
 
 @triton.jit
 def _slot_fwd_kernel(
     X, Y, VALID, COUNT, SCALE, POS, OUT_LSE, OUT_PLSE,
-    N, M, T, D, offset, has_pos, tau,
+    N, M, T, D, offset, has_pos, tau, cols_per_split,
     stride_xn, stride_xt, stride_yn, stride_yt, stride_vr, stride_vc, stride_vt, stride_cr, stride_cc,
     stride_pr, stride_pc,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, POOL: tl.constexpr,
@@ -206,14 +242,15 @@ def _slot_fwd_kernel(
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < N
+    c0, c1 = _split_columns(M, cols_per_split)
     scale = tl.load(SCALE)
     m_run = tl.zeros([BLOCK_M], dtype=tl.float32) + NEG
     l_run = tl.zeros([BLOCK_M], dtype=tl.float32)
     pm_run = tl.zeros([BLOCK_M], dtype=tl.float32) + NEG
     pl_run = tl.zeros([BLOCK_M], dtype=tl.float32)
-    for n0 in range(0, M, BLOCK_N):
+    for n0 in range(c0, c1, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < M
+        col_ok = cols < c1
         pooled, arg, lz = _pooled_tile(X, Y, VALID, COUNT, rows, cols, row_ok, col_ok, T, D, tau,
                                        stride_xn, stride_xt, stride_yn, stride_yt, stride_vr, stride_vc,
                                        stride_vt, stride_cr, stride_cc, BLOCK_M, BLOCK_N, BLOCK_D, POOL,
@@ -223,30 +260,32 @@ def _slot_fwd_kernel(
         p = _positive_tile(POS, rows, cols, row_ok, col_ok, offset, has_pos, stride_pr, stride_pc)
         m_run, l_run = _online_lse_update(m_run, l_run, s, ok)
         pm_run, pl_run = _online_lse_update(pm_run, pl_run, s, p)
-    _row_stats_epilogue(OUT_LSE, OUT_PLSE, rows, row_ok, m_run, l_run, pm_run, pl_run)
+    _row_stats_epilogue(OUT_LSE, OUT_PLSE, rows, row_ok, m_run, l_run, pm_run, pl_run, N)
 
 
 @triton.jit
 def _slot_bwd_kernel(
     X, Y, VALID, COUNT, SCALE, POS, LSE_X, PLSE_X, G_X, LSE_Y, PLSE_Y, G_Y, DX, DSCALE,
-    N, M, T, D, offset, has_pos, x_on, y_on, tau,
+    N, M, T, D, offset, has_pos, x_on, y_on, tau, cols_per_split,
     stride_xn, stride_xt, stride_yn, stride_yt, stride_vr, stride_vc, stride_vt, stride_cr, stride_cc,
     stride_pr, stride_pc,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, POOL: tl.constexpr,
-    PRECISION: tl.constexpr,
+    PRECISION: tl.constexpr, DX_PRECISION: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < N
+    c0, c1 = _split_columns(M, cols_per_split)
+    # this split's partial dX: rows of the [splits, N, T, D] buffer
+    dx_rows = (tl.program_id(1) * N + rows).to(tl.int64) * (T * D)
     scale = tl.load(SCALE)
     lse_x = tl.load(LSE_X + rows, mask=row_ok, other=0.0)
     plse_x = tl.load(PLSE_X + rows, mask=row_ok, other=0.0)
     g_x = tl.load(G_X + rows, mask=row_ok, other=0.0)
     offs_d = tl.arange(0, BLOCK_D)
     ds = tl.zeros([BLOCK_M], dtype=tl.float32)
-    for n0 in range(0, M, BLOCK_N):
+    for n0 in range(c0, c1, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < M
+        col_ok = cols < c1
         ok = row_ok[:, None] & col_ok[None, :]
         pooled, arg, lz = _pooled_tile(X, Y, VALID, COUNT, rows, cols, row_ok, col_ok, T, D, tau,
                                        stride_xn, stride_xt, stride_yn, stride_yt, stride_vr, stride_vc,
@@ -268,43 +307,82 @@ def _slot_bwd_kernel(
                               t * stride_yt, BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
                 v = tl.load(vbase + t * stride_vt, mask=ok, other=0) != 0
                 w = gs * tl.exp(tl.where(v, c / tau - lz, NEG))
-            w = w.to(Y.dtype.element_ty)
-            for d0 in range(0, D, BLOCK_D):
-                dd = d0 + offs_d
-                d_ok = dd < D
-                y = tl.load(Y + cols.to(tl.int64)[:, None] * stride_yn + t * stride_yt + dd[None, :],
-                            mask=col_ok[:, None] & d_ok[None, :], other=0.0)
-                ptr = DX + rows.to(tl.int64)[:, None] * (T * D) + t * D + dd[None, :]
-                m2 = row_ok[:, None] & d_ok[None, :]
-                cur = tl.load(ptr, mask=m2, other=0.0)
-                tl.store(ptr, tl.dot(w, y, cur, input_precision=PRECISION), mask=m2)
+            for d0 in range(0, D, BLOCK_D):  # w stays fp32, as in the InfoNCE backward
+                _dx_update(DX, Y, w, dx_rows + t * D, cols, row_ok, col_ok, d0, D, stride_yn, t * stride_yt,
+                           offs_d, DX_PRECISION)
         tl.debug_barrier()
-    tl.store(DSCALE + pid, tl.sum(ds, 0))
+    tl.store(DSCALE + tl.program_id(1) * tl.num_programs(0) + tl.program_id(0), tl.sum(ds, 0))
 
 
 # ----------------------------------------------------------------------------- launchers
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 POOL_IDS = {"max": 1, "lse": 2}
 
+SM_COUNT = 132  # an H100 SXM's SMs: a constant, so the launch never queries a GPU
+PROGRAMS_PER_SM = 4
+SPLIT_BUFFER_BYTES = 256 << 20
+MIN_SPLIT_TILES = {"fwd": 2, "bwd": 4}
 
-def config(kernel: str, dtype: torch.dtype) -> dict:
-    """Tile sizes per kernel; every one compiles without spills on sm_80/sm_90 for fp32
-    (tf32x3: three dots per product), fp16 and bf16. The elementwise work per tile (masks,
-    two online log-sum-exps, the gradient's exponentials) is what bounds the tile size,
-    not the dots; the slot kernels also carry the running pool statistics over T."""
-    # Warps where triton 3.8/3.9 needed them: at 4 warps the fp32 (tf32x3) backward sat at
-    # 255 registers and spilled 8 bytes; at 8 warps (a 128-register cap) the fp16/bf16
-    # slot backward spilled 44 bytes on sm_80. These compile without spills on 3.6-3.9.
+
+def column_splits(n: int, m: int, block_m: int, block_n: int, pass_: str, split_bytes: int = 0) -> int:
+    """Column splits of a launch over n rows and m columns (grid axis 1): a power of two.
+
+    Doubled from 1 while the grid (row blocks x splits) is under PROGRAMS_PER_SM programs
+    per SM of a SM_COUNT-SM GPU (132, an H100; fixed, so no GPU is queried and every
+    machine launches the same grid), every split keeps at least MIN_SPLIT_TILES[pass_]
+    column tiles, and the backward's partial-dX buffer (`split_bytes` = N·D·4 per split)
+    stays within SPLIT_BUFFER_BYTES. Row blocks alone filling the target give 1.
+
+    The forward's splits cost only their [splits, N] log-sum-exp partials, so a split
+    may be as short as 2 tiles; the backward's cost a fp32 [N, D] dX block each (zeroed,
+    then read by the reduction), so it keeps 4 tiles per split.
+    """
+    row_blocks = triton.cdiv(n, block_m)
+    tiles = triton.cdiv(m, block_n)
+    splits = 1
+    while (row_blocks * splits < PROGRAMS_PER_SM * SM_COUNT and tiles >= 2 * splits * MIN_SPLIT_TILES[pass_]
+           and 2 * splits * split_bytes <= SPLIT_BUFFER_BYTES):
+        splits *= 2
+    return splits
+
+
+def _split_grid(n: int, m: int, cfg: dict, pass_: str, split_bytes: int = 0):
+    """(grid, splits, cols_per_split): splits that would be empty are dropped, so the
+    last one may be short and none is empty."""
+    splits = column_splits(n, m, cfg["BLOCK_M"], cfg["BLOCK_N"], pass_, split_bytes)
+    per = triton.cdiv(triton.cdiv(m, cfg["BLOCK_N"]), splits) * cfg["BLOCK_N"]
+    splits = max(1, triton.cdiv(m, per))
+    return (triton.cdiv(n, cfg["BLOCK_M"]), splits), splits, per
+
+
+def config(kernel: str, dtype: torch.dtype, precision: str = "tf32x3") -> dict:
+    """Tile sizes and warps per kernel, dtype and float32 precision; every combination
+    compiles without spills or stack on sm_80/sm_90. The elementwise work per tile (masks,
+    two online log-sum-exps, the gradient's exponentials) bounds the tile size, not the
+    dots; the slot kernels also carry the running pool statistics over T."""
     if kernel == "fwd":
         return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=32, num_warps=8, num_stages=2)
     if kernel == "bwd":
         return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=32, num_warps=8 if dtype == torch.float32 else 4, num_stages=1)
-    warps = 4 if kernel == "slot_bwd" and dtype != torch.float32 else 8
-    return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=warps, num_stages=2 if kernel == "slot_fwd" else 1)
+    if kernel == "slot_fwd":
+        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=8, num_stages=1)
+    return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=8, num_stages=1)
+
+
+def _launch_cfg(kernel: str, dtype: torch.dtype, precision: str):
+    cfg = config(kernel, dtype, precision)
+    return cfg, dict(num_warps=cfg.pop("num_warps"), num_stages=cfg.pop("num_stages"))
 
 
 def _precision(dtype: torch.dtype, precision: str) -> str:
+    """Of the logit dots: fp16/bf16 take their own tensor-core path ("ieee" = no TF32 split)."""
     return precision if dtype == torch.float32 else "ieee"
+
+
+def _dx_precision(dtype: torch.dtype, precision: str) -> str:
+    """Of the backward's dX dots, whose left operand dL/ds is fp32: fp16/bf16 inputs widen
+    their right operand to fp32 and run a TF32 dot, exact for both (10- and 7-bit mantissas)."""
+    return precision if dtype == torch.float32 else "tf32"
 
 
 def _check(*ts: torch.Tensor) -> None:
@@ -327,18 +405,29 @@ def _pos_args(positives, transpose: bool, device):
     return (p, 1, sc, sr) if transpose else (p, 1, sr, sc)
 
 
+def _merge_lse(part: torch.Tensor) -> torch.Tensor:
+    """[2, splits, N] per-split log-sum-exps -> [2, N]. m + log l per split, so the merge
+    m = max_s m_s, l = Σ_s l_s·e^{m_s − m} is a log-sum-exp over the splits (torch's, a
+    fixed-order reduction: deterministic); one split needs none."""
+    return part[:, 0] if part.shape[1] == 1 else torch.logsumexp(part, 1)
+
+
+def _reduce_splits(buf: torch.Tensor, dscale: torch.Tensor):
+    """The per-split partial dX `[splits, N, ...]` and dscale, summed in a fixed order."""
+    return (buf[0] if buf.shape[0] == 1 else buf.sum(0)), dscale.sum()
+
+
 def _lse_pass(x, y, scale, positives, offset, transpose, precision):
     n, d = x.shape
     m = y.shape[0]
-    lse = torch.empty(n, dtype=torch.float32, device=x.device)
-    plse = torch.empty(n, dtype=torch.float32, device=x.device)
+    cfg, launch = _launch_cfg("fwd", x.dtype, precision)
+    grid, splits, per = _split_grid(n, m, cfg, "fwd")
+    part = torch.empty(2, splits, n, dtype=torch.float32, device=x.device)
     pos, has_pos, spr, spc = _pos_args(positives, transpose, x.device)
-    cfg = config("fwd", x.dtype)
-    nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-    _infonce_fwd_kernel[(triton.cdiv(n, cfg["BLOCK_M"]),)](
-        x, y, scale, pos, lse, plse, n, m, d, offset, has_pos, x.stride(0), y.stride(0), spr, spc,
-        PRECISION=_precision(x.dtype, precision), num_warps=nw, num_stages=ns, **cfg)
-    return lse, plse
+    _infonce_fwd_kernel[grid](
+        x, y, scale, pos, part[0], part[1], n, m, d, offset, has_pos, per, x.stride(0), y.stride(0), spr, spc,
+        PRECISION=_precision(x.dtype, precision), **launch, **cfg)
+    return _merge_lse(part)
 
 
 def _scale_arg(scale: torch.Tensor, device) -> torch.Tensor:
@@ -361,26 +450,26 @@ def infonce_forward(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, posit
     row_stats = torch.zeros(2, n, dtype=torch.float32, device=a.device)
     col_stats = torch.zeros(2, m, dtype=torch.float32, device=a.device)
     if rows:
-        row_stats[0], row_stats[1] = _lse_pass(a, b, s, positives, offset, False, precision)
+        row_stats = _lse_pass(a, b, s, positives, offset, False, precision)
     if cols:
-        col_stats[0], col_stats[1] = _lse_pass(b, a, s, positives, -offset, True, precision)
+        col_stats = _lse_pass(b, a, s, positives, -offset, True, precision)
     return row_stats[0] - row_stats[1], col_stats[0] - col_stats[1], row_stats, col_stats
 
 
 def _grad_pass(x, y, scale, positives, offset, transpose, sx, gx, sy, gy, x_on, y_on, precision):
     n, d = x.shape
     m = y.shape[0]
-    cfg = config("bwd", x.dtype)
-    nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-    grid = triton.cdiv(n, cfg["BLOCK_M"])
-    dx = torch.zeros(n, d, dtype=torch.float32, device=x.device)
-    dscale = torch.empty(grid, dtype=torch.float32, device=x.device)
+    cfg, launch = _launch_cfg("bwd", x.dtype, precision)
+    grid, splits, per = _split_grid(n, m, cfg, "bwd", split_bytes=n * d * 4)
+    dx = torch.zeros(splits, n, d, dtype=torch.float32, device=x.device)
+    dscale = torch.empty(splits, grid[0], dtype=torch.float32, device=x.device)
     pos, has_pos, spr, spc = _pos_args(positives, transpose, x.device)
-    _infonce_bwd_kernel[(grid,)](
+    _infonce_bwd_kernel[grid](
         x, y, scale, pos, sx[0], sx[1], gx, sy[0], sy[1], gy, dx, dscale,
-        n, m, d, offset, has_pos, int(x_on), int(y_on), x.stride(0), y.stride(0), spr, spc,
-        PRECISION=_precision(x.dtype, precision), num_warps=nw, num_stages=ns, **cfg)
-    return dx, dscale.sum()
+        n, m, d, offset, has_pos, int(x_on), int(y_on), per, x.stride(0), y.stride(0), spr, spc,
+        PRECISION=_precision(x.dtype, precision), DX_PRECISION=_dx_precision(x.dtype, precision), **launch,
+        **cfg)
+    return _reduce_splits(dx, dscale)
 
 
 @on_input_device
@@ -409,17 +498,16 @@ def _slot_lse_pass(x, y, valid, count, valid_on_rows, scale, positives, offset, 
                    precision):
     n, t, d = x.shape
     m = y.shape[0]
-    lse = torch.empty(n, dtype=torch.float32, device=x.device)
-    plse = torch.empty(n, dtype=torch.float32, device=x.device)
+    cfg, launch = _launch_cfg("slot_fwd", x.dtype, precision)
+    grid, splits, per = _split_grid(n, m, cfg, "fwd")
+    part = torch.empty(2, splits, n, dtype=torch.float32, device=x.device)
     pos, has_pos, spr, spc = _pos_args(positives, transpose, x.device)
-    cfg = config("slot_fwd", x.dtype)
-    nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-    _slot_fwd_kernel[(triton.cdiv(n, cfg["BLOCK_M"]),)](
-        x, y, valid, count, scale, pos, lse, plse, n, m, t, d, offset, has_pos, float(tau),
+    _slot_fwd_kernel[grid](
+        x, y, valid, count, scale, pos, part[0], part[1], n, m, t, d, offset, has_pos, float(tau), per,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1), stride_pr=spr, stride_pc=spc,
-        POOL=POOL_IDS[pool], PRECISION=_precision(x.dtype, precision), num_warps=nw, num_stages=ns,
+        POOL=POOL_IDS[pool], PRECISION=_precision(x.dtype, precision), **launch,
         **_slot_geometry(x, valid_on_rows, valid, count), **cfg)
-    return lse, plse
+    return _merge_lse(part)
 
 
 def _slot_prep(ta, vb, valid):
@@ -440,11 +528,9 @@ def slot_forward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau,
     row_stats = torch.zeros(2, n, dtype=torch.float32, device=ta.device)
     col_stats = torch.zeros(2, m, dtype=torch.float32, device=ta.device)
     if rows:
-        row_stats[0], row_stats[1] = _slot_lse_pass(ta, vb, v8, count, False, s, positives, offset, False,
-                                                    pool, tau, precision)
+        row_stats = _slot_lse_pass(ta, vb, v8, count, False, s, positives, offset, False, pool, tau, precision)
     if cols:
-        col_stats[0], col_stats[1] = _slot_lse_pass(vb, ta, v8, count, True, s, positives, -offset, True,
-                                                    pool, tau, precision)
+        col_stats = _slot_lse_pass(vb, ta, v8, count, True, s, positives, -offset, True, pool, tau, precision)
     return row_stats[0] - row_stats[1], col_stats[0] - col_stats[1], row_stats, col_stats
 
 
@@ -452,19 +538,19 @@ def _slot_grad_pass(x, y, valid, count, valid_on_rows, scale, positives, offset,
                     x_on, y_on, pool, tau, precision):
     n, t, d = x.shape
     m = y.shape[0]
-    cfg = config("slot_bwd", x.dtype)
-    nw, ns = cfg.pop("num_warps"), cfg.pop("num_stages")
-    grid = triton.cdiv(n, cfg["BLOCK_M"])
-    dx = torch.zeros(n, t, d, dtype=torch.float32, device=x.device)
-    dscale = torch.empty(grid, dtype=torch.float32, device=x.device)
+    cfg, launch = _launch_cfg("slot_bwd", x.dtype, precision)
+    grid, splits, per = _split_grid(n, m, cfg, "bwd", split_bytes=n * t * d * 4)
+    dx = torch.zeros(splits, n, t, d, dtype=torch.float32, device=x.device)
+    dscale = torch.empty(splits, grid[0], dtype=torch.float32, device=x.device)
     pos, has_pos, spr, spc = _pos_args(positives, transpose, x.device)
-    _slot_bwd_kernel[(grid,)](
+    _slot_bwd_kernel[grid](
         x, y, valid, count, scale, pos, sx[0], sx[1], gx, sy[0], sy[1], gy, dx, dscale,
-        n, m, t, d, offset, has_pos, int(x_on), int(y_on), float(tau),
+        n, m, t, d, offset, has_pos, int(x_on), int(y_on), float(tau), per,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1), stride_pr=spr, stride_pc=spc,
-        POOL=POOL_IDS[pool], PRECISION=_precision(x.dtype, precision), num_warps=nw, num_stages=ns,
+        POOL=POOL_IDS[pool], PRECISION=_precision(x.dtype, precision),
+        DX_PRECISION=_dx_precision(x.dtype, precision), **launch,
         **_slot_geometry(x, valid_on_rows, valid, count), **cfg)
-    return dx, dscale.sum()
+    return _reduce_splits(dx, dscale)
 
 
 @on_input_device
@@ -485,10 +571,11 @@ def slot_backward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau
 # ----------------------------------------------------------------------------- static compile
 def static_cases():
     """Forward then backward of the InfoNCE and frame-slot launchers for every dtype and
-    float32 precision: diagonal positives in both directions and both slot pools; at the
-    default precision also a dense positive mask with one direction (flags of 1 become
-    the JIT's constants), unaligned row views with an offset of 1, and inputs above 2^31
-    elements, for the compile check."""
+    float32 precision: diagonal positives in both directions and both slot pools, at a
+    size with one column split and at one with several (B = 1024); at the default
+    precision also a dense positive mask with one direction (flags of 1 become the JIT's
+    constants), unaligned row views with an offset of 1, and inputs above 2^31 elements
+    (one split: their row blocks fill the GPU), for the compile check."""
     from ._static import meta, unaligned_rows
 
     def infonce(a, b, positives=None, offset=0, rows=True, cols=True, precision="tf32x3"):
@@ -524,21 +611,27 @@ def static_cases():
                 infonce(unaligned_rows(48, 100, dtype=dt), unaligned_rows(40, 100, dtype=dt), offset=1,
                         precision=prec)
 
-            def large(dt=dt, prec=prec):
+            def large(dt=dt, prec=prec):  # row blocks fill the GPU: one column split
                 x = meta(big, 1024, dtype=dt)
+                infonce(x, x, precision=prec)
+
+            def split(dt=dt, prec=prec):  # B = 1024: column splits (16 forward, 8 backward)
+                x = meta(1024, 512, dtype=dt)
                 infonce(x, x, precision=prec)
 
             def slots(dt=dt, prec=prec):
                 for pool in POOL_IDS:
                     x = torch.zeros(32, 4, 64, dtype=dt)
                     slot(x, x, torch.ones(32, 4, dtype=torch.bool), pool, prec)
+                    x = meta(1024, 8, 256, dtype=dt)  # column splits
+                    slot(x, x, meta(1024, 8, dtype=torch.bool), pool, prec)
                     if prec != "tf32x3":  # the other precisions: every kernel once, small
                         continue
                     x = meta(2**17 + 8, 16, 1024, dtype=dt)
                     slot(x, x, meta(2**17 + 8, 16, dtype=torch.bool), pool, prec,
                          positives=meta(2**17 + 8, 2**17 + 8, dtype=torch.bool))
 
-            every = (("small", small), ("slots", slots))
+            every = (("small", small), ("split", split), ("slots", slots))
             if prec == "tf32x3":
                 every += (("masked rows", masked), ("unaligned", unaligned), ("large", large))
             for label, fn in every:
