@@ -178,3 +178,262 @@ def test_probe_device_cpu_equals_default(feature_files, tmp_path):
     a = json.loads((tmp_path / "a" / "summary.json").read_text())
     b = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert a["mutual_knn"]["scores"] == b["mutual_knn"]["scores"]
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+def _one_line_exit_2(code, capsys, match):
+    import re
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(match, err), err
+    return err
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", r"--table: .*t.csv is empty; it needs a header row \(n_frames, n_captions, score\)"),
+    ("n_frames,n_captions,score\n", "has a header row but no data rows"),
+    ("n_frames,n_captions,score\n1,1,0.1\n2,1,abc\n4,2,0.3\n", r"row 2 \(line 3\), column 'score': 'abc' is not"),
+    ("n_frames,n_captions,score\n1,1,0.1\n2,1,inf\n", r"row 2 \(line 3\), column 'score': 'inf' is not a finite"),
+    ("n_frames;n_captions;score\n1;1;0.1\n", "needs the columns n_frames, n_captions, score"),
+])
+def test_scaling_table_mistakes(text, match, tmp_path, capsys):
+    (tmp_path / "t.csv").write_text(text)
+    _one_line_exit_2(main(["scaling", "--table", str(tmp_path / "t.csv"), "--quiet"]), capsys, match)
+
+
+# every numeric option of every command, out of range or not a number: argparse says which and why
+NUMERIC_MISTAKES = [
+    (["demo", "--n", "-5"], "argument --n: must be >= 3, got -5"),
+    (["demo", "--n", "0"], "argument --n: must be >= 3, got 0"),
+    (["demo", "--k", "0"], "argument --k: must be >= 1, got 0"),
+    (["demo", "--seed", "-1"], r"argument --seed: must be in \[0, 2\*\*63 - 1\], got -1"),
+    (["demo", "--seed", "1.5"], "argument --seed: must be an integer, got '1.5'"),
+    (["demo", "--n", "12", "--k", "11"], r"--k must be in \[1, --n - 2\] = \[1, 10\]"),
+    (["probe", "a.pt", "b.pt", "--k", "0"], "argument --k: must be >= 1, got 0"),
+    (["probe", "a.pt", "b.pt", "--k", "ten"], "argument --k: must be an integer, got 'ten'"),
+    (["probe", "a.pt", "b.pt", "--permutations", "1"], "argument --permutations: must be >= 2, got 1"),
+    (["probe", "a.pt", "b.pt", "--bootstrap", "-3"], "argument --bootstrap: must be >= 2, got -3"),
+    (["probe", "a.pt", "b.pt", "--seed", str(2 ** 63)], "argument --seed: must be in"),
+    (["scaling", "--frames", "0", "1", "2"], "argument --frames: must be >= 1, got 0"),
+    (["scaling", "--captions", "1", "x"], "argument --captions: must be an integer, got 'x'"),
+    (["scaling", "--n", "1"], "argument --n: must be >= 2, got 1"),
+    (["scaling", "--k", "-2"], "argument --k: must be >= 1, got -2"),
+    (["scaling", "--seed", "-9"], "argument --seed: must be in"),
+    (["scaling", "--n", "16", "--k", "16"], r"--k must be in \[1, --n - 1\] = \[1, 15\], got 16"),
+    (["scaling", "--frames", "1", "2", "64"], "--frames: the synthetic set has at most 32, got 64"),
+    (["scaling", "--captions", "1", "1", "2"], r"--captions: the scaling law needs at least 3 distinct values"),
+    (["selftest", "--seed", "-1"], "argument --seed: must be in"),
+]
+
+
+@pytest.mark.parametrize("args,match", NUMERIC_MISTAKES)
+def test_numeric_options_are_range_checked(args, match, tmp_path, capsys, monkeypatch):
+    import functools
+
+    import vtalign.data.synthetic as synthetic
+
+    @functools.wraps(synthetic.video_text_set)  # its signature stays readable
+    def no_data(*a, **k):
+        raise AssertionError("data generated before the options were checked")
+
+    monkeypatch.setattr(synthetic, "video_text_set", no_data)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:  # argparse's own exit, or main's return value
+        raise SystemExit(main(args))
+    _one_line_exit_2(exc.value.code, capsys, match)
+    assert os.listdir(tmp_path) == []  # nothing written (demo's runs/demo included)
+
+
+def _numeric_actions(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _numeric_actions(sub)
+        elif action.type is not None:
+            yield parser.prog, action
+
+
+def test_no_numeric_option_without_a_range():
+    from vtalign._train_cli import training_parser
+    from vtalign.cli import build_parser
+
+    parsers = [build_parser(), training_parser("t", "d", data="x", steps=1, batch_size=2, n_train=4, n_test=10)]
+    seen = [(prog, a) for p in parsers for prog, a in _numeric_actions(p)]
+    assert len(seen) == 19  # probe 4, scaling 5, demo 3, selftest 1, training 6
+    for prog, a in seen:
+        assert a.type not in (int, float), f"{prog} {a.option_strings}: type={a.type.__name__} has no range"
+        assert a.type.__qualname__.split(".")[0] in ("int_in", "float_in"), (prog, a.option_strings)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--synthetic", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    (["--synthetic", "--batch-size", "1"], "argument --batch-size: must be >= 2, got 1"),
+    (["--synthetic", "--n-test", "3"], "argument --n-test: must be >= 10, got 3"),
+    (["--synthetic", "--threads", "-1"], "argument --threads: must be >= 1, got -1"),
+    (["--synthetic", "--seed", "x"], "argument --seed: must be an integer, got 'x'"),
+    (["--synthetic", "--json", "."], "--json: '.' is a folder; give a file name"),
+])
+@pytest.mark.parametrize("module", ["vtalign.mova.train", "vtalign.twins.train"])
+def test_training_cli_mistakes_are_one_line(module, args, match, capsys):
+    import importlib
+
+    mod = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(args)
+    _one_line_exit_2(exc.value.code, capsys, match)
+
+
+def test_float_in_refuses_non_finite_and_out_of_range():
+    import argparse
+
+    from vtalign.cli import float_in, non_negative_float
+
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a finite number, got 'nan'"):
+        non_negative_float("nan")
+    with pytest.raises(argparse.ArgumentTypeError, match="must be >= 0, got -1"):
+        non_negative_float("-1")
+    with pytest.raises(argparse.ArgumentTypeError, match="must be < 1, got 1"):
+        float_in(0, 1, hi_open=True)("1")
+    assert float_in(0, 1, lo_open=True)("0.5") == 0.5
+
+
+# ---------------------------------------------------------------- paths: every OSError is one line
+@pytest.fixture
+def paths(feature_files, tmp_path):
+    _, pa, pb = feature_files
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir.pt").mkdir()
+    (tmp_path / "dir.csv").mkdir()
+    return dict(a=pa, b=pb, file=str(tmp_path / "file"), below=str(tmp_path / "file" / "sub"),
+                dirpt=str(tmp_path / "dir.pt"), dircsv=str(tmp_path / "dir.csv"), tmp=str(tmp_path))
+
+
+PATH_MISTAKES = [
+    (["probe", "{a}", "{b}", "--k", "3", "--out", "{file}"], "--out: '.*file' is a file, not a folder"),
+    (["probe", "{a}", "{b}", "--k", "3", "--out", "{below}"], "--out: '.*sub' lies below '.*file', which is a file"),
+    (["probe", "{dirpt}", "{b}", "--k", "3"], "dir.pt is a folder, not a feature file"),
+    (["probe", "{a}", "{tmp}/missing.pt", "--k", "3"], "no such feature file: .*missing.pt"),
+    (["scaling", "--table", "{dircsv}"], "--table: .*dir.csv is a folder, not a CSV file"),
+    (["scaling", "--table", "{tmp}/missing.csv"], "--table: no such file: .*missing.csv"),
+    (["scaling", "--out", "{file}", "--n", "16", "--k", "2"], "--out: '.*file' is a file, not a folder"),
+    (["demo", "--out", "{below}", "--n", "16", "--k", "2"], "--out: '.*sub' lies below '.*file', which is a file"),
+    (["selftest", "--out", "{tmp}"], "--out: '.*' is a folder; give a file name"),
+    (["selftest", "--out", "{below}/t.md"], "--out: '.*sub' lies below '.*file', which is a file"),
+]
+
+
+@pytest.mark.parametrize("args,match", PATH_MISTAKES)
+def test_path_mistakes_are_one_line_before_any_work(args, match, paths, capsys, monkeypatch):
+    import functools
+
+    import vtalign.probe.run as run
+    import vtalign.data.synthetic as synthetic
+    import vtalign.selftest as selftest
+
+    for mod, name in ((run, "cosine_knn"), (synthetic, "video_text_set"), (selftest, "run_selftest")):
+        @functools.wraps(getattr(mod, name))
+        def no_work(*a, **k):
+            raise AssertionError("work started before the paths were checked")
+
+        monkeypatch.setattr(mod, name, no_work)
+    _one_line_exit_2(main([a.format(**paths) for a in args]), capsys, match)
+
+
+def test_os_errors_name_the_option_whose_path_they_concern(paths, capsys, monkeypatch):
+    import errno
+
+    import vtalign.probe.features as features
+
+    def denied(path, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(features.torch, "load", denied)
+    err = _one_line_exit_2(main(["probe", paths["a"], paths["b"], "--k", "3", "--quiet"]), capsys,
+                           "Permission denied")
+    assert err == f"vtalign probe: error: a: {paths['a']}: Permission denied\n"
+
+
+def test_a_full_disk_is_one_line(paths, capsys, monkeypatch):
+    import errno
+
+    import vtalign._atomic as atomic
+
+    real = atomic.atomic_write
+
+    def full(path, write):
+        def fail(tmp):
+            raise OSError(errno.ENOSPC, "No space left on device", tmp)
+        return real(path, fail)
+
+    monkeypatch.setattr(atomic, "atomic_write", full)
+    import vtalign.probe.run as run
+    monkeypatch.setattr(run, "atomic_write", full)
+    out = os.path.join(paths["tmp"], "o")
+    _one_line_exit_2(main(["probe", paths["a"], paths["b"], "--k", "3", "--out", out, "--quiet"]), capsys,
+                     r"^vtalign probe: error: --out: .*/o/cache/\.knn-.*\.pt\.tmp: No space left on device$")
+    assert [f for _, _, fs in os.walk(out) for f in fs] == []  # no temporary file left behind
+
+
+def test_unwritable_out_is_refused_before_any_work(paths, capsys, monkeypatch):
+    import vtalign._atomic as atomic
+
+    monkeypatch.setattr(atomic.os, "access", lambda p, mode: False)
+    _one_line_exit_2(main(["probe", paths["a"], paths["b"], "--k", "3", "--out", os.path.join(paths["tmp"], "new")]),
+                     capsys, "--out: '.*new': permission denied: cannot write in '.*', its nearest existing folder")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads and writes everything")
+def test_real_permission_errors_are_one_line(paths, tmp_path):
+    import subprocess
+    import sys
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        out = subprocess.run([sys.executable, "-m", "vtalign.cli", "probe", paths["a"], paths["b"], "--k", "3",
+                              "--quiet", "--out", str(locked / "o")], capture_output=True, text=True)
+    finally:
+        os.chmod(locked, 0o700)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1
+    assert "permission denied" in out.stderr.lower()
+
+
+@pytest.mark.parametrize("args", [
+    ["probe", "{a}", "{b}", "--out", "{file}"],
+    ["scaling", "--table", "{dircsv}"],
+    ["demo", "--n", "-5"],
+])
+def test_mistakes_in_a_real_process_show_no_traceback(args, paths):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "vtalign.cli", *[a.format(**paths) for a in args]],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+# ---------------------------------------------------------------- a damaged cache heals itself
+def test_corrupt_cache_entry_is_recomputed_by_the_next_run(feature_files, tmp_path, capsys):
+    _, pa, pb = feature_files
+    out = tmp_path / "out"
+    args = ["probe", pa, pb, "--k", "4", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    cache = sorted((out / "cache").iterdir())
+    cache[2].write_bytes(cache[2].read_bytes()[:40])  # an interrupted copy, a full disk, ...
+    assert main(args) == 0  # before: every rerun failed until the entry was deleted by hand
+    again = capsys.readouterr()
+    assert len(again.err.splitlines()) == 1 and "Traceback" not in again.err
+    assert again.err.startswith(f"vtalign: cache entry {cache[2]} was unreadable (it does not load: ")
+    assert again.err.endswith("); recomputing it\n")
+    assert json.loads((out / "summary.json").read_text()) == summary and again.out == first.out
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""  # rewritten: the third run reads it back
+    assert sorted((out / "cache").iterdir()) == cache
