@@ -24,11 +24,13 @@ import torch
 
 from vtalign.ops._common import (DeferredChecks, check_same_device, check_tensor,
                                  resolve_backend, triton_dtype_gap)
+from vtalign.ops._norm import unit_rows
 from vtalign.reference import contrastive as ref
 
 DEFAULT_WORKSPACE = 64 << 20  # a few [chunk, B] tiles; larger chunks amortise per-op overhead
 REDUCTIONS = ("mean", "sum", "none")
 POOLS = ("mean", "max", "lse")
+MIN_POOL_TEMPERATURE = 1e-30
 
 
 def _compute_dtype(*ts: torch.Tensor) -> torch.dtype:
@@ -36,13 +38,11 @@ def _compute_dtype(*ts: torch.Tensor) -> torch.dtype:
 
 
 def _unit(x: torch.Tensor, dtype: torch.dtype, backend: str) -> torch.Tensor:
-    """L2-normalised rows (differentiable). Triton keeps fp16/bf16 inputs in their dtype
-    (normalised in fp32 first) so its dots run on the low-precision tensor cores."""
+    """Scale-safe L2-normalised rows (differentiable). Triton keeps fp16/bf16 inputs in
+    their dtype (normalised in fp32 first) so its dots run on the low-precision tensor cores."""
     if backend == "triton" and x.dtype in (torch.float16, torch.bfloat16):
-        xf = x.float()
-        return (xf / torch.linalg.vector_norm(xf, dim=-1, keepdim=True).clamp_min(1e-12)).to(x.dtype)
-    xc = x.to(dtype)
-    return xc / torch.linalg.vector_norm(xc, dim=-1, keepdim=True).clamp_min(1e-12)
+        return unit_rows(x)
+    return unit_rows(x, dtype)
 
 
 def _rows_per_chunk(m: int, per_elem_bytes: int, workspace: int) -> int:
@@ -93,21 +93,22 @@ class _ColumnLSE:
         return torch.log(self.sum) + shift
 
 
-def _cpu_forward(tile_fn, n: int, m: int, scale: torch.Tensor, positives, offset: int, rows: bool,
+def _cpu_forward(tile_fn, n: int, m: int, max_logit: float, positives, offset: int, rows: bool,
                  cols: bool, chunk: int, dtype, device):
     """Shared forward: `tile_fn(r0, r1, out) -> s [r1-r0, m]`, the scaled logits of rows r0:r1.
 
     Column sums: with row maxima m_i and E_ij = e^{s_ij − m_i} (already needed for the
     rows), Σ_i e^{s_ij − c} = Σ_i e^{m_i − c}·E_ij is one matrix-vector product, for the
     chunk maximum c. Terms it loses to underflow are below e^{c−87}; it is used only when
-    every column's maximum is within _SAFE_SPREAD of c (always so for scale <= 30, since
-    |s| <= scale), which keeps the loss below 1e-11 relative; otherwise a second exp pass.
+    every column's maximum is within _SAFE_SPREAD of c (always so when 2·max_logit <=
+    _SAFE_SPREAD, max_logit bounding every |s|: the caller's bound, e.g. scale·max‖a‖·max‖b‖),
+    which keeps the loss below 1e-11 relative; otherwise a second exp pass.
     """
     row_stats = torch.zeros(2, n, dtype=dtype, device=device)
     col_stats = torch.zeros(2, m, dtype=dtype, device=device)
     all_cols = _ColumnLSE(m, dtype, device) if cols else None
     pos_cols = _ColumnLSE(m, dtype, device) if cols and positives is not None else None
-    always_safe = 2.0 * float(scale) <= _SAFE_SPREAD
+    always_safe = 2.0 * max_logit <= _SAFE_SPREAD
     s_buf = torch.empty(min(chunk, n) * m, dtype=dtype, device=device)
     e_buf = torch.empty(min(chunk, n) * m, dtype=dtype, device=device)
     for r0 in range(0, n, chunk):
@@ -202,9 +203,12 @@ def _cpu_infonce_forward(a, b, scale, positives, offset, rows, cols, workspace):
     n, m = a.shape[0], b.shape[0]
     chunk = _rows_per_chunk(m, 3 * a.element_size(), workspace)
     bt = b.T
+    # |s_ij| <= |scale|·‖a_i‖·‖b_j‖ (Cauchy-Schwarz): the rows need not be unit (normalize=False)
+    max_logit = abs(float(scale)) * float(torch.linalg.vector_norm(a, dim=1).max()) * float(
+        torch.linalg.vector_norm(b, dim=1).max())
     # the scale goes into the [chunk, D] rows, not the [chunk, M] tile
-    return _cpu_forward(lambda r0, r1, out: torch.mm(a[r0:r1] * scale, bt, out=out), n, m, scale, positives,
-                        offset, rows, cols, chunk, a.dtype, a.device)
+    return _cpu_forward(lambda r0, r1, out: torch.mm(a[r0:r1] * scale, bt, out=out), n, m, max_logit,
+                        positives, offset, rows, cols, chunk, a.dtype, a.device)
 
 
 def _cpu_infonce_backward(a, b, scale, positives, offset, rows, cols, row_stats, col_stats, g_row, g_col,
@@ -266,7 +270,8 @@ def _cpu_slot_forward(ta, vb, valid, scale, positives, offset, rows, cols, pool,
                          out=out)
 
     chunk = _slot_chunk(m, t, ta.element_size(), workspace)
-    return _cpu_forward(tile, n, m, scale, positives, offset, rows, cols, chunk, ta.dtype, ta.device)
+    # a pooled cosine of unit frames lies in [-1, 1] for every pool, so |s| <= |scale|
+    return _cpu_forward(tile, n, m, abs(float(scale)), positives, offset, rows, cols, chunk, ta.dtype, ta.device)
 
 
 def _cpu_slot_backward(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau, row_stats, col_stats,
@@ -639,6 +644,11 @@ def check_slot_inputs(ta, vb, valid, pool, pool_temperature, checks: DeferredChe
         raise TypeError(f"pool_temperature must be a float, got {type(pool_temperature).__name__}")
     if not math.isfinite(pool_temperature) or pool_temperature <= 0:
         raise ValueError(f"pool_temperature must be finite and > 0, got {pool_temperature}")
+    if pool == "lse" and pool_temperature < MIN_POOL_TEMPERATURE:
+        # cos/τ must stay finite in float32, where the pool is computed
+        raise ValueError(f"pool_temperature must be >= {MIN_POOL_TEMPERATURE:g} for pool='lse' (cos/τ would "
+                         f"overflow float32), got {pool_temperature:g}; as τ -> 0 the lse pool tends to "
+                         "pool='max'")
 
 
 def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tensor, logit_scale, *,
