@@ -14,14 +14,16 @@
 #                 half precision, > 2^31 elements, a second device, NCCL, torch.compile)
 #                 and the Triton tests of tests/ops and tests/kernels (`-m triton`),
 #                 whose inputs live on the GPU when there is one (tests/_device.py)
-#   4. static     every Triton kernel configuration compiled for sm_80 and sm_90 (spills)
+#   4. static     every specialisation the launchers produce, compiled for sm_80 and sm_90
+#                 (fails on a dot kernel without tensor-core instructions; lists spills)
 #   5. bench      `python -m vtalign.benchmarks.gpu_quick`: each op against plain torch
 # and writes OUT/gpu_report.md and OUT/gpu_results.json (plus each step's log and the
 # tests' junit xml). The exit status is 0 only when every step passed. On the lent H100
 # (16 cores) it is sized to finish in about 8 minutes, the tests step in at most 4.
 # --dry-run builds the wheel without installing it, runs the selftest on the CPU (C++
 # backend, then the Triton kernels in the interpreter on small shapes), tests/gpu at tiny
-# sizes in the interpreter, the static compile, and the benchmark on tiny CPU shapes.
+# sizes in the interpreter, the static compile of every 10th configuration, and the
+# benchmark on tiny CPU shapes.
 set -uo pipefail
 
 DRY=0
@@ -99,14 +101,21 @@ tests() {
 }
 
 static() {
-  env -u TRITON_INTERPRET "$PY" -m vtalign.kernels._static --json > "$OUT/static.json" &&
+  # the dry run rehearses the step on every 10th configuration: the test suite's static
+  # check compiles them all (tests/kernels/test_static_compile.py)
+  local sample=1
+  [[ $DRY == 1 ]] && sample=10
+  env -u TRITON_INTERPRET "$PY" -m vtalign.kernels._static --json --sample $sample > "$OUT/static.json" &&
     "$PY" - "$OUT/static.json" <<'EOF'
 import json, sys
 rows = json.load(open(sys.argv[1]))
-bad = [r["kernel"] + "@" + r["arch"] for r in rows if r["spill_bytes"] or
-       (r["expect_tensor_cores"] and r["tensor_core_ops"] == "-")]
-print(f"{len(rows)} compiled configurations; spills or missing tensor cores: {bad or 'none'}")
-sys.exit(1 if bad else 0)
+no_tc = [r["kernel"] + "@" + r["arch"] for r in rows if r["expect_tensor_cores"] and r["tensor_core_ops"] == "-"]
+spilled = [f'{r["kernel"]}@{r["arch"]}: {r["spill_bytes"]} B' for r in rows if r["spill_bytes"]]
+print(f"{len(rows)} compiled configurations; dot kernels without tensor-core instructions: {no_tc or 'none'}")
+# Zero spills is enforced for the pinned triton by the test suite; with another release
+# ptxas may spill a few bytes in some configurations: a speed matter, listed, not a failure.
+print(f"spills with this triton: {len(spilled)} configurations" + "".join(f"\n  {s}" for s in spilled))
+sys.exit(1 if no_tc else 0)
 EOF
 }
 
