@@ -118,8 +118,11 @@ def layer_knn(layers: list[torch.Tensor], k: int, *, normalize: bool = True, bac
     return layer_lists(layers, k, normalize=normalize, backend=backend, max_workspace_bytes=max_workspace_bytes)
 
 
+_NOT_GIVEN = object()
+
+
 def check_layer_options(metrics: Sequence[str], k, *, normalize, concat, outliers, backend,
-                        max_workspace_bytes=None) -> None:
+                        max_workspace_bytes=_NOT_GIVEN) -> None:
     """Every option of the layer-pair entry points, checked before any feature is
     read: metric names, k an int >= 1 (its upper bound N - 1 needs the features),
     normalize / concat bools, the outlier mode, the backend, the workspace."""
@@ -131,7 +134,7 @@ def check_layer_options(metrics: Sequence[str], k, *, normalize, concat, outlier
     if outliers not in OUTLIER_MODES:
         raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
     check_backend(backend)
-    if max_workspace_bytes is not None:
+    if max_workspace_bytes is not _NOT_GIVEN:
         check_int("max_workspace_bytes", max_workspace_bytes, lo=1)
 
 

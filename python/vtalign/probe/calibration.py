@@ -238,7 +238,9 @@ def calibrate_lists(idx_a: torch.Tensor, idx_b: torch.Tensor, metric: str = "mut
     _check_pair_lists(idx_a, idx_b)
     check_calibration_k(metric, idx_a.shape[-1], idx_a.shape[-2])
     per = list_scores(metric, idx_a, idx_b, reduce="none", backend=backend)
-    scores = per.mean(-1)
+    # the scores exactly as layerwise_alignment reports them (from integer totals where
+    # the backend has them): a float mean of `per` would depend on the sample order
+    scores = list_scores(metric, idx_a, idx_b, backend=backend)
     La, Lb, n = per.shape
     k = idx_a.shape[-1]
     flat = int(torch.argmax(scores))
