@@ -323,6 +323,7 @@ PATH_MISTAKES = [
     (["demo", "--out", "{below}", "--n", "16", "--k", "2"], "--out: '.*sub' lies below '.*file', which is a file"),
     (["selftest", "--out", "{tmp}"], "--out: '.*' is a folder; give a file name"),
     (["selftest", "--out", "{below}/t.md"], "--out: '.*sub' lies below '.*file', which is a file"),
+    (["selftest", "--device", "bogus"], "--device: 'bogus' is not a device"),
 ]
 
 

@@ -85,14 +85,21 @@ seed_int = int_in(0, SEED_MAX)
 non_negative_float = float_in(0.0)
 
 
+def _parse_device(device: str):
+    """--device as a torch.device; one line naming the option for anything torch cannot parse."""
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"--device: {device!r} is not a device (cpu, cuda, cuda:1, ...): {e}") from None
+
+
 def _probe_device(device: str, backend: str):
     """--device as a torch.device, checked before any file is read."""
     import torch
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"--device: {device!r} is not a device (cpu, cuda, cuda:1, ...): {e}") from None
+    dev = _parse_device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA device is available to torch here")
@@ -207,6 +214,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_out_file(args.out, "--out")
+    _parse_device(args.device)
     checks, env = run_selftest(args.device, backend=args.backend, small=args.small, seed=args.seed)
     text = markdown(checks, env)
     print(text)
