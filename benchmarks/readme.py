@@ -49,13 +49,6 @@ def section(res: dict) -> str:
         lines += ["", "Peak memory above the inputs (MiB, fresh process per row, largest over the rounds):", "",
                   "| suite | case | implementation | peak MiB |", "|---|---|---|---|"]
         lines += [f"| {r['suite']} | {r['case']} | {r['impl']} | {r['peak_mib']:.0f} |" for r in mem]
-    st = res.get("static", [])
-    if st:
-        spills = sum(r["spill_bytes"] for r in st)
-        tc = sorted({r["kernel"] for r in st if r["tensor_core_ops"] != "-"})
-        lines += ["", f"Static GPU check: {len(st)} kernel configurations x {{sm_80, sm_90}} compiled without a GPU; "
-                      f"total spill bytes **{spills}**; maximum registers {max(r['registers'] for r in st)}; "
-                      f"tensor-core MMA in {len(tc)} configurations (full table in `benchmarks/results/report.md`)."]
     return "\n".join(lines)
 
 
