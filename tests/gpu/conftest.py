@@ -32,7 +32,7 @@ REALISTIC = Sizes(knn=(2, 16384, 512, 10), knn_queries=1024, overlap=(3, 2, 8192
                   contrastive=(4096, 512), slot=(256, 8, 128), soft_dtw=(8, 128, 100, 64), pairwise=(4, 48, 32))
 # CPU: the interpreter runs every program's ops one by one in numpy, so a few tiles
 # (ragged ones included) are all it can afford.
-TINY = Sizes(knn=(2, 70, 20, 5), knn_queries=9, overlap=(2, 2, 33, 4), mutual=(60, 12, 10, 4),
+TINY = Sizes(knn=(2, 70, 20, 5), knn_queries=9, overlap=(2, 2, 33, 5), mutual=(60, 12, 10, 4),
              contrastive=(40, 24), slot=(12, 3, 8), soft_dtw=(2, 9, 7, 4), pairwise=(2, 6, 4))
 
 

@@ -11,7 +11,7 @@ from vtalign.reference import knn as ref_knn
 from vtalign.reference import soft_dtw as ref_sd
 
 from tests._device import ON_CUDA
-from tests.gpu.tolerances import COSINE, OVERLAP, SOFT_DTW, loss_tol, max_rel_error
+from tests.gpu.tolerances import COSINE, OVERLAP_PER_SAMPLE, SOFT_DTW, loss_tol, max_rel_error
 
 pytestmark = pytest.mark.gpu
 
@@ -50,7 +50,7 @@ def test_every_op_on_the_second_device(second_device, gen):
     assert i.device == dev
 
     per = vtalign.knn_overlap(i, i.flip(0), reduce="none", backend="triton")
-    _close(per, ref_knn.knn_overlap(i.cpu(), i.flip(0).cpu(), reduce="none"), OVERLAP)
+    _close(per, ref_knn.knn_overlap(i.cpu(), i.flip(0).cpu(), reduce="none"), OVERLAP_PER_SAMPLE)
 
     a, b = torch.randn(256, 64, generator=gen), torch.randn(256, 64, generator=gen)
     ad, bd = a.to(dev).requires_grad_(), b.to(dev).requires_grad_()

@@ -53,8 +53,10 @@ LOSS_FLOAT32_ARITHMETIC = 1e-5
 # a few hundred cells the rounding stays below ~2e-5 relative; `vtalign selftest`'s 1e-4.
 SOFT_DTW = 1e-4
 
-# neighbour overlaps count integers: only the final division rounds
+# neighbour overlaps count integers: only the final division rounds, in float64 for the
+# mean over samples, in float32 for the per-sample values (count / k, k = 10 is not exact)
 OVERLAP = 1e-12
+OVERLAP_PER_SAMPLE = 2.0**-24
 
 # relative rounding of a result returned in the inputs' dtype (a half-precision
 # gradient is rounded once more on its way out)
