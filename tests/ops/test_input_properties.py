@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import vtalign
 from vtalign.ops._common import has_cpp
 from vtalign.ops._norm import unit_rows
+from vtalign.probe.metrics import chance_level
 
 from tests._device import device_for
 
@@ -191,6 +192,8 @@ IDX = torch.stack([torch.randperm(20)[:3] for _ in range(20)])
     (lambda: vtalign.soft_dtw(torch.randn(1, 4, 2), torch.randn(1, 3, 2), bandwidth=-1), ValueError, "bandwidth"),
     (lambda: vtalign.soft_dtw(torch.randn(1, 4, 2), torch.randn(1, 3, 2), gamma=0.0), ValueError, "gamma"),
     (lambda: vtalign.soft_dtw(torch.randn(1, 4, 2), torch.randn(1, 3, 2), cost="l1"), ValueError, "cost must be"),
+    (lambda: chance_level("mutual_knn", 1, 1), ValueError, "n must be in"),
+    (lambda: chance_level("mutual_knn", 10, 10), ValueError, "k must be in"),
 ])
 def test_bad_arguments_are_named(call, err, match):
     with pytest.raises(err, match=match):

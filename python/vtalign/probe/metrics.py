@@ -33,7 +33,7 @@ import torch
 from vtalign.ops import cosine_knn
 from vtalign.ops.knn_lists import KNN_METRICS, _check_pair_lists, _cknna_terms, _list_backend, list_scores
 from vtalign.ops.knn import DEFAULT_WORKSPACE
-from vtalign.ops._common import full_precision_matmul
+from vtalign.ops._common import check_int, full_precision_matmul
 from vtalign.ops._norm import unit_rows
 
 GRAM_METRICS = ("cka", "unbiased_cka", "cknna")
@@ -372,6 +372,8 @@ def chance_level(metric: str, n: int, k: int) -> float:
     k / (N - 1) (two independent uniformly random k-subsets of the N - 1 others).
     NaN otherwise -- use the permutation null (`vtalign.probe.calibration`)."""
     check_metric(metric)
+    n = check_int("n", n, lo=2)
+    k = check_int("k", k, lo=1, hi=n - 1)
     if metric == "mutual_knn":
         return k / (n - 1)
     return math.nan
