@@ -4,8 +4,8 @@ Parallelisation: the anti-diagonals t = row + col (0-based) are swept in order; 
 cells of one diagonal are independent, and diagonal t reads only diagonals t-1 and
 t-2, which earlier iterations wrote to global memory; a `tl.debug_barrier()`
 (bar.sync on the GPU: it also orders the CTA's global stores before later loads)
-separates diagonals. Two launch shapes (`soft_dtw_plan` picks one from B and the
-widest diagonal W, shapes only):
+separates diagonals. Three launch shapes (`soft_dtw_tile`, then `soft_dtw_plan`, pick
+one from B, N, M and the widest diagonal W, shapes only):
   * one pair per program (`_soft_dtw_fwd_kernel` / `_soft_dtw_bwd_kernel`): the
     program walks each diagonal in chunks of BLOCK = next_pow2(W) lanes (up to 1024;
     a longer diagonal takes several chunks); grid = B;
@@ -16,9 +16,18 @@ widest diagonal W, shapes only):
     together (one barrier per diagonal for all P pairs; each lane computes its own
     pair's bounds), to the program's longest pair; grid = ceil(B / P). The backward
     steps down from the program's last diagonal and gives each pair's end cell E = 1
-    when it reaches that pair's own last diagonal.
-Both shapes run the same per-cell code (`_fwd_cells`, `_bwd_cells`), so they give the
-same values and E; the state's layout does not depend on the packing.
+    when it reaches that pair's own last diagonal;
+  * tiles (`_soft_dtw_*_tiled_kernel`, `soft_dtw_tile`): for a batch too small to fill
+    a GPU (B < 132) with diagonals crossing >= 2 tiles (W >= 2*TILE), each pair's DP is
+    cut into T x T tiles (T = TILE = 64) and one kernel is launched per anti-diagonal
+    of tiles, ceil(N/T) + ceil(M/T) - 1 launches (the backward makes them in reverse);
+    program (pair, tile) sweeps its tile's 2T-1 inner diagonals with a barrier between
+    them, reading the predecessors (successors) in neighbouring tiles that earlier
+    launches wrote. The launch boundary is the device-wide barrier between tiles. R is
+    kept for every cell ([B, cells], the layout of one weight), in place of the ring;
+    the backward reads E of successors from E itself.
+All shapes run the same per-cell code (`_fwd_cells`, `_bwd_cells`), so they give the
+same values and E; the state's layout does not depend on the packing or tiling.
 
 State. The forward keeps R only for the last three diagonals (a ring [B, 3, N],
 indexed by row) and stores, per cell, the soft-min weights it gave its up and left
@@ -59,6 +68,9 @@ from ._launch import on_input_device
 
 BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
 PACK_BLOCK = 128  # lanes of a program that packs several pairs (soft_dtw_pairs)
+TILE = 64  # side of the tiled path's tiles (soft_dtw_tile)
+TILES = (16, 32, 64, 128)  # tile sides the launchers accept
+TILED_MAX_B = 132  # below this many pairs (an H100's SMs) long pairs are tiled
 _LOG2E = tl.constexpr(1.4426950408889634)
 _LN2 = tl.constexpr(0.6931471805599453)
 
@@ -321,6 +333,111 @@ def _soft_dtw_bwd_packed_kernel(
         lo1, hi1, base1 = lo, hi, base
 
 
+@triton.jit
+def _tile_rows(t, lo, hi, r0, c0, T):
+    """Rows of diagonal t's range [lo, hi] that lie in the T x T tile at (r0, c0)."""
+    return tl.maximum(lo, tl.maximum(r0, t - c0 - T + 1)), tl.minimum(hi, tl.minimum(r0 + T - 1, t - c0))
+
+
+@triton.jit
+def _tile_origin(d, N, M, XLEN, YLEN, T: tl.constexpr):
+    """Program (tile k of tile-diagonal d, pair b) of the tiled kernels -> pair b [int64],
+    its clamped lengths n, m, the tile's first row r0 and column c0, and whether the tile
+    meets the pair's block (a tile past it sweeps no diagonal)."""
+    b = tl.program_id(0).to(tl.int64)
+    n = tl.minimum(tl.maximum(tl.load(XLEN + b).to(tl.int64), 0), N)
+    m = tl.minimum(tl.maximum(tl.load(YLEN + b).to(tl.int64), 0), M)
+    d64 = tl.cast(d, tl.int64)
+    ti = tl.maximum(d64 - (M + T - 1) // T + 1, 0) + tl.program_id(1)
+    r0 = ti * T
+    c0 = (d64 - ti) * T
+    inside = (r0 < n) & (c0 < m)
+    return b, n, m, r0, c0, inside
+
+
+@triton.jit(do_not_specialize=["d"])  # one compiled kernel for every tile-diagonal d
+def _soft_dtw_fwd_tiled_kernel(
+    C, WGT, RBUF, GAMMA, XLEN, YLEN, OUT,
+    N, M, CELLS, w, W, banded, d,
+    BLOCK: tl.constexpr,  # = T, the tile side: a tile's diagonal has at most T cells
+):
+    """The forward of the T x T tiles on tile-diagonal d (grid: pairs x tiles of d). The
+    tile sweeps its 2T-1 inner anti-diagonals (global t = d*T + s) with a barrier between
+    them; R lives in RBUF [B, CELLS] in the weights' diagonal-major layout (R of row r on
+    diagonal t at base(t) + r), so predecessors in the tiles above/left (launch d-1) or
+    diagonal (d-2) are read like those of the tile's own earlier diagonals."""
+    b, n, m, r0, c0, inside = _tile_origin(d, N, M, XLEN, YLEN, BLOCK)
+    gamma = tl.load(GAMMA + b)
+    inv = _LOG2E / gamma
+    g_ln2 = gamma * _LN2
+    w64 = tl.cast(w, tl.int64)
+    W64 = tl.cast(W, tl.int64)
+    c_base = C + b * N * M
+    wu_base = WGT + b * 2 * CELLS
+    wl_base = wu_base + CELLS
+    r_base = RBUF + b * CELLS
+    lanes = tl.arange(0, BLOCK)
+    t0 = r0 + c0
+    lo1, hi1, base1 = _diag(t0 - 1, n, m, w64, W64, banded)
+    lo2, hi2, base2 = _diag(t0 - 2, n, m, w64, W64, banded)
+    # the tile's inner diagonals up to the pair's last one, n+m-2 (later ones are empty)
+    steps = tl.where(inside, tl.minimum(2 * BLOCK - 1, n + m - 1 - t0), 0)
+    for s in range(0, steps):
+        t = t0 + s
+        lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        tlo, thi = _tile_rows(t, lo, hi, r0, c0, BLOCK)
+        r = tlo + lanes
+        _fwd_cells(c_base, r_base + base, r_base + base1, r_base + base2, wu_base + base, wl_base + base, r,
+                   r <= thi, t, lo1, hi1, lo2, hi2, M, inv, g_ln2)
+        tl.debug_barrier()
+        lo2, hi2, base2 = lo1, hi1, base1
+        lo1, hi1, base1 = lo, hi, base
+    # the tile holding the end cell (n-1, m-1) reports the value (after the barrier
+    # above, which orders its store before this load)
+    end = inside & (n - 1 < r0 + BLOCK) & (m - 1 < c0 + BLOCK)
+    if end:
+        lo, hi, base = _diag(n + m - 2, n, m, w64, W64, banded)
+        end_ok = (n - 1 >= lo) & (n - 1 <= hi)
+        value = tl.load(r_base + base + n - 1, mask=end_ok, other=float("inf"))
+        tl.store(OUT + b, value)
+
+
+@triton.jit(do_not_specialize=["d"])  # one compiled kernel for every tile-diagonal d
+def _soft_dtw_bwd_tiled_kernel(
+    WGT, XLEN, YLEN, E,
+    N, M, CELLS, w, W, banded, d,
+    BLOCK: tl.constexpr,  # = T, the tile side: a tile's diagonal has at most T cells
+):
+    """The backward of the tiles on tile-diagonal d, launched from the last tile-diagonal
+    down: the tile sweeps its inner diagonals from the last, reading E of successors in
+    the tiles below/right (launch d+1) or diagonal (d+2) from E itself; the end cell
+    gets E = 1 (as in the packed backward)."""
+    b, n, m, r0, c0, inside = _tile_origin(d, N, M, XLEN, YLEN, BLOCK)
+    w64 = tl.cast(w, tl.int64)
+    W64 = tl.cast(W, tl.int64)
+    e_base = E + b * N * M
+    wu_base = WGT + b * 2 * CELLS
+    wl_base = wu_base + CELLS
+    lanes = tl.arange(0, BLOCK)
+    # from the tile's last inner diagonal, or the pair's last one n+m-2 if earlier
+    t_last = tl.minimum(r0 + c0 + 2 * BLOCK - 2, n + m - 2)
+    lo1, hi1, base1 = _diag(t_last + 1, n, m, w64, W64, banded)
+    lo2, hi2, base2 = _diag(t_last + 2, n, m, w64, W64, banded)
+    steps = tl.where(inside, t_last - r0 - c0 + 1, 0)
+    for k in range(0, steps):
+        t = t_last - k
+        lo, hi, base = _diag(t, n, m, w64, W64, banded)
+        tlo, thi = _tile_rows(t, lo, hi, r0, c0, BLOCK)
+        r = tlo + lanes
+        ok = r <= thi
+        e = _bwd_cells(e_base, wu_base, wl_base, r, ok, t, lo1, hi1, base1, lo2, hi2, base2, M)
+        e = tl.where((r == n - 1) & (t == n + m - 2), 1.0, e)
+        tl.store(e_base + r * M + (t - r), e, mask=ok)
+        tl.debug_barrier()
+        lo2, hi2, base2 = lo1, hi1, base1
+        lo1, hi1, base1 = lo, hi, base
+
+
 # ------------------------------------------------------------------ launchers
 def soft_dtw_layout(N: int, M: int, bandwidth: int) -> tuple[int, int, bool, int]:
     """(w, W, banded, S): the effective band (-1 = none), slots per diagonal, whether the
@@ -383,6 +500,34 @@ def soft_dtw_plan(B: int, W: int, block: int | None = None, pairs: int | None = 
                 num_warps=max(1, min(8, BLOCK // 32)), num_stages=1)
 
 
+def soft_dtw_tile(B: int, N: int, M: int, W: int, tile: int | None = None) -> int:
+    """T, the tile side of the tiled path for B pairs of a padded [N, M] cost whose
+    diagonals hold at most W cells (`soft_dtw_layout`), or 0 for the one-program-per-pair
+    paths (`soft_dtw_plan`). `tile` forces T (0 forces the other paths).
+
+    Rule (shapes only, no device query): tile when the batch alone cannot fill a GPU,
+    B < TILED_MAX_B = 132 (an H100's SMs), and a diagonal crosses at least two tiles,
+    W >= 2*TILE (unbanded W = min(N, M) >= 128; a band of half-width >= 127). Then up to
+    B * ceil(W / T) programs share each of the ceil(N/T) + ceil(M/T) - 1 launches in
+    place of B programs walking N + M - 1 diagonals. The thresholds are a first guess
+    awaiting a GPU measurement (docs/gpu_design.md)."""
+    if tile is not None:
+        if tile != 0 and tile not in TILES:
+            raise ValueError(f"tile must be 0 or one of {TILES}, got {tile}")
+        return tile
+    return TILE if B < TILED_MAX_B and W >= 2 * TILE else 0
+
+
+def _tiled_launches(N: int, M: int, T: int):
+    """(d, grid) of each tile-diagonal's launch, in forward order."""
+    TN, TM = triton.cdiv(N, T), triton.cdiv(M, T)
+    return [(d, min(d, TN - 1) - max(0, d - TM + 1) + 1) for d in range(TN + TM - 1)]
+
+
+def _tiled_opts(T: int) -> dict:
+    return dict(BLOCK=T, num_warps=max(1, min(4, T // 32)), num_stages=1)
+
+
 def _check(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor):
     if C.dim() != 3 or C.dtype != torch.float32:
         raise ValueError(f"C must be a float32 [B, N, M] tensor, got {C.dtype} {tuple(C.shape)}")
@@ -400,22 +545,32 @@ def _check(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: tor
 @on_input_device
 def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
                      bandwidth: int = -1, *, block: int | None = None,
-                     pairs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     pairs: int | None = None, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-DTW values of a precomputed cost.
 
     C [B, N, M] float32, gamma [B] (> 0), x_len / y_len [B] int32 (1 <= n_b <= N,
     1 <= m_b <= M), bandwidth = Sakoe-Chiba half-width w (-1 = no band).
     Returns (values [B] float32, state [B, S] float32): the soft-min weights in the
     layout `soft_dtw_backward` expects (see the module docstring; S from
-    `soft_dtw_layout`). `block` (one-pair kernels' chunk width) and `pairs` (pairs per
-    program) override `soft_dtw_plan`'s choice; tests use them to exercise chunked
-    diagonals and packings. Inputs are not validated beyond shapes: the ops layer does
-    that. Nothing here reads a device value back to the host.
+    `soft_dtw_layout`). `tile` (tiled path's T, 0 = not tiled; `soft_dtw_tile`),
+    `block` (one-pair kernels' chunk width) and `pairs` (pairs per program) override the
+    launchers' choice; tests use them to exercise tiles, chunked diagonals and packings;
+    `block` or `pairs` alone rules the tiled path out. Inputs are not validated beyond
+    shapes: the ops layer does that. Nothing here reads a device value back to the host.
     """
     C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
     B, N, M = C.shape
     w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
     state = torch.empty(B, S, device=C.device, dtype=torch.float32)
+    T = soft_dtw_tile(B, N, M, W, 0 if tile is None and (block is not None or pairs is not None) else tile)
+    if T:
+        # R of every cell, in one weight's layout; a pair with n or m = 0 reports +inf
+        rbuf = torch.empty(B, S // 2, device=C.device, dtype=torch.float32)
+        values = torch.full((B,), float("inf"), device=C.device, dtype=torch.float32)
+        for d, grid in _tiled_launches(N, M, T):
+            _soft_dtw_fwd_tiled_kernel[(B, grid)](C, state, rbuf, gamma, x_len, y_len, values, N, M, S // 2, w, W,
+                                                  int(banded), d, **_tiled_opts(T))
+        return values, state
     ring = torch.empty(B, 3, N, device=C.device, dtype=torch.float32)
     values = torch.empty(B, device=C.device, dtype=torch.float32)
     plan = soft_dtw_plan(B, W, block, pairs)
@@ -432,13 +587,15 @@ def soft_dtw_forward(C: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, 
 @on_input_device
 def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor,
                       y_len: torch.Tensor, bandwidth: int = -1, *,
-                      block: int | None = None, pairs: int | None = None) -> torch.Tensor:
+                      block: int | None = None, pairs: int | None = None,
+                      tile: int | None = None) -> torch.Tensor:
     """Expected alignment E [B, N, M] float32 = d value_b / d C_b (Algorithm 2 of Cuturi &
     Blondel, with the forward's soft-min weights), from the state that `soft_dtw_forward`
-    returned for the same arguments (the state's layout does not depend on the packing,
-    so `block` and `pairs` need not match the forward's). E is 0 outside each pair's
-    n_b x m_b block, outside the band and where R = +inf. C and gamma are checked for
-    shape only (the weights already hold what the recurrence needs from them)."""
+    returned for the same arguments (the state's layout does not depend on the packing
+    or tiling, so `block`, `pairs` and `tile` need not match the forward's). E is 0
+    outside each pair's n_b x m_b block, outside the band and where R = +inf. C and gamma
+    are checked for shape only (the weights already hold what the recurrence needs from
+    them)."""
     C, gamma, x_len, y_len = _check(C, gamma, x_len, y_len)
     B, N, M = C.shape
     w, W, banded, S = soft_dtw_layout(N, M, bandwidth)
@@ -446,6 +603,13 @@ def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor,
         raise ValueError(f"state must be the float32 [{B}, {S}] tensor soft_dtw_forward returned for "
                          f"this C and bandwidth, got {state.dtype} {tuple(state.shape)}")
     E = torch.zeros(B, N, M, device=C.device, dtype=torch.float32)
+    T = soft_dtw_tile(B, N, M, W, 0 if tile is None and (block is not None or pairs is not None) else tile)
+    if T:
+        state = state.contiguous()
+        for d, grid in reversed(_tiled_launches(N, M, T)):
+            _soft_dtw_bwd_tiled_kernel[(B, grid)](state, x_len, y_len, E, N, M, S // 2, w, W, int(banded), d,
+                                                  **_tiled_opts(T))
+        return E
     plan = soft_dtw_plan(B, W, block, pairs)
     opts = dict(BLOCK=plan["BLOCK"], num_warps=plan["num_warps"], num_stages=plan["num_stages"])
     if plan["pairs"] == 1:
@@ -459,19 +623,20 @@ def soft_dtw_backward(C: torch.Tensor, state: torch.Tensor, gamma: torch.Tensor,
 
 def static_cases():
     """Forward then backward for every launch choice, for the compile check: the one-pair
-    kernels (B = 1, or W > 64) at every BLOCK (a diagonal of W = BLOCK cells picks it)
-    and the packed kernels (B >= 2, W <= 64) at every LANES = 1..64 (P = 128..2 pairs
-    per program), each banded and not; 1 x 1 pairs (every size argument the JIT's
+    kernels (B = 1, or W > 64) at every BLOCK (a diagonal of W = BLOCK cells picks it;
+    tile=0 keeps W >= 128 off the tiled path), the packed kernels (B >= 2, W <= 64) at
+    every LANES = 1..64 (P = 128..2 pairs per program) and the tiled kernels (B < 132,
+    W >= 128) at every T of TILES, each banded and not; 1 x 1 pairs (every size argument the JIT's
     constant 1), lengths that do not divide by 16, and costs above 2^31 elements."""
     from ._static import meta
 
-    def run(C, bandwidth=-1):
+    def run(C, bandwidth=-1, **kw):
         B = C.shape[0]
         gamma = torch.ones(B, device=C.device)
         lens = torch.full((B,), C.shape[1], dtype=torch.int32, device=C.device)
         lens_y = torch.full((B,), C.shape[2], dtype=torch.int32, device=C.device)
-        _, state = soft_dtw_forward(C, gamma, lens, lens_y, bandwidth)
-        soft_dtw_backward(C, state, gamma, lens, lens_y, bandwidth)
+        _, state = soft_dtw_forward(C, gamma, lens, lens_y, bandwidth, **kw)
+        soft_dtw_backward(C, state, gamma, lens, lens_y, bandwidth, **kw)
 
     cases = [("1x1", lambda: run(torch.zeros(1, 1, 1))),
              ("1x1,packed", lambda: run(torch.zeros(3, 1, 1))),
@@ -481,13 +646,23 @@ def static_cases():
              ("large,packed", lambda: run(meta(2**20, 64, 64))),
              ("large,packed,banded", lambda: run(meta(4096, 1024, 1024), bandwidth=15))]
     for block in BLOCKS:
-        cases.append((f"W={block}", lambda block=block: run(torch.zeros(1, block, block))))
+        # tile=0: one pair with W >= 128 would otherwise take the tiled path
+        cases.append((f"W={block}", lambda block=block: run(torch.zeros(1, block, block), tile=0)))
         cases.append((f"W={block},banded", lambda block=block: run(torch.zeros(1, 4 * block, 4 * block),
-                                                                     bandwidth=block - 1)))
+                                                                     bandwidth=block - 1, tile=0)))
     lanes = 1
     while lanes <= PACK_BLOCK // 2:
         cases.append((f"packed:LANES={lanes}", lambda lanes=lanes: run(torch.zeros(5, lanes, lanes + 3))))
         cases.append((f"packed:LANES={lanes},banded",
                        lambda lanes=lanes: run(torch.zeros(5, 4 * lanes, 4 * lanes), bandwidth=lanes - 1)))
         lanes *= 2
+    # the tiled path (B < 132, W >= 2*TILE): the launchers' T = 64, banded and not, odd
+    # lengths, costs above 2^31 elements, and every T the override accepts
+    cases += [("tiled", lambda: run(torch.zeros(2, 256, 256))),
+              ("tiled,banded", lambda: run(torch.zeros(2, 512, 512), bandwidth=200)),
+              ("tiled,odd lengths", lambda: run(torch.zeros(3, 301, 333))),
+              ("large,tiled", lambda: run(meta(131, 4096, 4096)))]
+    for T in TILES:
+        cases.append((f"tiled:T={T}", lambda T=T: run(torch.zeros(1, 4 * T + 3, 3 * T + 5), tile=T)))
+        cases.append((f"tiled:T={T},banded", lambda T=T: run(torch.zeros(1, 8 * T, 8 * T), bandwidth=T, tile=T)))
     return cases
