@@ -26,8 +26,10 @@ def _public_launchers():
             if fn.__module__ != mod.__name__ or fname.startswith("_"):
                 continue
             params = inspect.signature(fn).parameters
-            # a launcher takes tensors; configs and layouts take sizes and dtypes
-            if fname in ("static_cases",) or fname.endswith(("_config", "_layout")) or fname == "config":
+            # a launcher takes tensors; configs, layouts and launch rules take sizes and dtypes
+            first = next(iter(params.values()), None)
+            if (fname in ("static_cases",) or fname.endswith(("_config", "_layout")) or fname == "config"
+                    or (first is not None and first.annotation in (int, "int"))):
                 continue
             yield f"{name}.{fname}", fn, params
 
