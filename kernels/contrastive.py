@@ -356,22 +356,45 @@ def _split_grid(n: int, m: int, cfg: dict, pass_: str, split_bytes: int = 0):
 
 
 def config(kernel: str, dtype: torch.dtype, precision: str = "tf32x3") -> dict:
-    """Tile sizes and warps per kernel, dtype and float32 precision; every combination
-    compiles without spills or stack on sm_80/sm_90. The elementwise work per tile (masks,
-    two online log-sum-exps, the gradient's exponentials) bounds the tile size, not the
-    dots; the slot kernels also carry the running pool statistics over T."""
+    """Tiles, warps, stages (and where needed a register budget) per kernel, dtype and
+    float32 precision. Every combination compiles without spills or stack on sm_80 and
+    sm_90 with triton 3.6.0, 3.7.1 (pinned), 3.8.0 and 3.9.0. The elementwise work per
+    tile (masks, two online log-sum-exps, the gradient's exponentials) bounds the tile
+    size, not the dots; the slot kernels also carry the running pool statistics over T.
+
+    Why each choice (spills as ptxas reported them, before the change):
+    - fwd: 64x32 rows x columns, 8 warps, 2 stages; fp32 "ieee" (FMA dots) at 1 stage:
+      at 2 the sm_80 build of triton 3.8/3.9 spilled 16 bytes at 80 registers.
+    - bwd: 32x32, one stage; 8 warps for fp32 (at 4 the tf32x3 build sat at 255
+      registers and spilled on 3.8/3.9), 4 for fp16/bf16.
+    - slot_fwd / slot_bwd: 32x32 with a D-chunk of 16, 8 warps, one stage (at 2 stages
+      the slot forward spilled 8-24 bytes on sm_90 with 3.7.1, at 4 warps the fp16
+      slot backward 8-16 bytes at 168 registers). Left to itself, ptxas holds some of
+      these builds to 128 registers at 8 warps (96-168 at 4) and spills 8-128 bytes
+      (3.6: fp32 tf32 and fp16/bf16 slot forward, fp16/bf16 slot backward; 3.8/3.9:
+      fp16/bf16 and fp32 ieee slot backward); `maxnreg=255` for those combinations
+      lets it use what it needs (up to ~160 registers for fp16/bf16: one 8-warp
+      program per SM instead of two, the price of no spills until a GPU run says
+      otherwise). The other combinations keep ptxas's own choice.
+    """
+    low = dtype != torch.float32
     if kernel == "fwd":
-        return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=32, num_warps=8, num_stages=2)
+        return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=32, num_warps=8,
+                    num_stages=1 if not low and precision == "ieee" else 2)
     if kernel == "bwd":
-        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=32, num_warps=8 if dtype == torch.float32 else 4, num_stages=1)
-    if kernel == "slot_fwd":
-        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=8, num_stages=1)
-    return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=8, num_stages=1)
+        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=32, num_warps=4 if low else 8, num_stages=1)
+    cfg = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_D=16, num_warps=8, num_stages=1)
+    budget = {"slot_fwd": ("tf32",), "slot_bwd": ("ieee",)}[kernel]
+    if low or precision in budget:
+        cfg["maxnreg"] = 255
+    return cfg
 
 
 def _launch_cfg(kernel: str, dtype: torch.dtype, precision: str):
+    """(constexpr tiles, launch options) of `config`."""
     cfg = config(kernel, dtype, precision)
-    return cfg, dict(num_warps=cfg.pop("num_warps"), num_stages=cfg.pop("num_stages"))
+    launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages", "maxnreg") if k in cfg}
+    return cfg, launch
 
 
 def _precision(dtype: torch.dtype, precision: str) -> str:
