@@ -168,6 +168,34 @@ def test_soft_dtw_finite_or_refused(seed, scale):
     assert torch.isfinite(v).all()
 
 
+def _seq(seed: int, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# every other public op with a cosine form, at a scale far from 1 against scale 1
+COSINE_OPS = {
+    "knn": lambda s: vtalign.knn(_feats(1, 9, 5) * s, _feats(2, 30, 5), 3),
+    "slot_contrastive_loss": lambda s: vtalign.slot_contrastive_loss(
+        _seq(3, 6, 4, 8) * s, _seq(4, 6, 4, 8), torch.ones(6, 4, dtype=torch.bool), 10.0, pool="lse"),
+    "soft_dtw_pairwise": lambda s: vtalign.soft_dtw_pairwise(_seq(5, 3, 6, 4) * s, _seq(6, 2, 5, 4), cost="cosine"),
+    "soft_dtw_alignment": lambda s: vtalign.soft_dtw_alignment(_seq(7, 2, 6, 4) * s, _seq(8, 2, 5, 4), cost="cosine"),
+    "s2dtw": lambda s: vtalign.s2dtw(_seq(9, 2, 6, 4) * s, _seq(10, 2, 5, 4), cost="cosine"),
+    "s2dtw_pairwise": lambda s: vtalign.s2dtw_pairwise(_seq(11, 2, 6, 4) * s, _seq(12, 3, 5, 4), cost="cosine"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COSINE_OPS))
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_every_cosine_op_ignores_scale(name, scale):
+    got, want = COSINE_OPS[name](scale), COSINE_OPS[name](1.0)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        assert torch.isfinite(g.double()).all()
+        if g.dtype == torch.int64:
+            assert torch.equal(g, w)
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
 X = torch.randn(20, 4)
 IDX = torch.stack([torch.randperm(20)[:3] for _ in range(20)])
 
