@@ -350,7 +350,7 @@ def _split_grid(n: int, m: int, cfg: dict, pass_: str, split_bytes: int = 0):
     """(grid, splits, cols_per_split): splits that would be empty are dropped, so the
     last one may be short and none is empty."""
     splits = column_splits(n, m, cfg["BLOCK_M"], cfg["BLOCK_N"], pass_, split_bytes)
-    per = triton.cdiv(triton.cdiv(m, cfg["BLOCK_N"]), splits) * cfg["BLOCK_N"]
+    per = max(1, triton.cdiv(triton.cdiv(m, cfg["BLOCK_N"]), splits)) * cfg["BLOCK_N"]
     splits = max(1, triton.cdiv(m, per))
     return (triton.cdiv(n, cfg["BLOCK_M"]), splits), splits, per
 
@@ -367,15 +367,15 @@ def config(kernel: str, dtype: torch.dtype, precision: str = "tf32x3") -> dict:
       at 2 the sm_80 build of triton 3.8/3.9 spilled 16 bytes at 80 registers.
     - bwd: 32x32, one stage; 8 warps for fp32 (at 4 the tf32x3 build sat at 255
       registers and spilled on 3.8/3.9), 4 for fp16/bf16.
-    - slot_fwd / slot_bwd: 32x32 with a D-chunk of 16, 8 warps, one stage (at 2 stages
-      the slot forward spilled 8-24 bytes on sm_90 with 3.7.1, at 4 warps the fp16
-      slot backward 8-16 bytes at 168 registers). Left to itself, ptxas holds some of
-      these builds to 128 registers at 8 warps (96-168 at 4) and spills 8-128 bytes
-      (3.6: fp32 tf32 and fp16/bf16 slot forward, fp16/bf16 slot backward; 3.8/3.9:
-      fp16/bf16 and fp32 ieee slot backward); `maxnreg=255` for those combinations
-      lets it use what it needs (up to ~160 registers for fp16/bf16: one 8-warp
-      program per SM instead of two, the price of no spills until a GPU run says
-      otherwise). The other combinations keep ptxas's own choice.
+    - slot_fwd / slot_bwd: 32x32 with a D-chunk of 16, 8 warps, one stage (with 3.7.1,
+      at 2 stages the slot forward spilled 8-24 bytes on sm_90; at 4 warps the fp16/bf16
+      slot backward 8-24 bytes). Left to itself, ptxas holds some of these builds to
+      64-128 registers at 8 warps (96-168 at 4 warps) and spills 8-104 bytes (3.6: fp32
+      tf32 and fp16/bf16 slot forward, fp16/bf16 slot backward; 3.8/3.9: fp16/bf16 and
+      fp32 ieee slot backward). `maxnreg=255` for those combinations lets it use what
+      it needs: up to ~160 registers for fp16/bf16 with 3.7.1, so one 8-warp program per
+      SM instead of two -- the price of no spills until a GPU run says otherwise. The
+      other combinations keep ptxas's own choice.
     """
     low = dtype != torch.float32
     if kernel == "fwd":
