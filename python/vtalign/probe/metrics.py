@@ -372,8 +372,7 @@ def chance_level(metric: str, n: int, k: int) -> float:
     k / (N - 1) (two independent uniformly random k-subsets of the N - 1 others).
     NaN otherwise -- use the permutation null (`vtalign.probe.calibration`)."""
     check_metric(metric)
-    n = check_int("n", n, lo=2)
-    k = check_int("k", k, lo=1, hi=n - 1)
     if metric == "mutual_knn":
-        return k / (n - 1)
+        n = check_int("n", n, lo=2)
+        return check_int("k", k, lo=1, hi=n - 1) / (n - 1)
     return math.nan
