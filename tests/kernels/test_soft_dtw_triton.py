@@ -9,9 +9,6 @@ exp2/log2 on the approximate units (~2^-22 relative instead of correctly rounded
 which at most doubles the float32 DP's rounding: only the bounds that the interpreter
 meets with no room (V_RTOL) are looser on a GPU.
 """
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -22,6 +19,7 @@ from vtalign.kernels.soft_dtw import BLOCKS, soft_dtw_backward, soft_dtw_forward
 from vtalign.reference import soft_dtw as ref
 
 from tests._device import ON_CUDA, TRITON_DEVICE
+from tests._soft_dtw_kernels import compiled_barriers
 
 V_RTOL = 2e-6 if ON_CUDA else 1e-6  # values at small γ (test_alignment_accuracy_at_small_gamma)
 
@@ -259,27 +257,11 @@ def test_hypothesis_against_reference(B, N, M, data, gamma, band, block):
     check(C, gamma, xl, yl, bandwidth=w, block=block, e_atol=2e-5)
 
 
-_PTX_PROBE = """
-import re, triton
-from vtalign.kernels import _static
-for cfg in _static.discover():
-    if "soft_dtw:W=64" in cfg.cases:
-        src, options = _static.specialize(cfg.launch, 90)
-        ptx = triton.compile(src, target=_static._target(90), options=options.__dict__).asm["ptx"]
-        print(cfg.launch.fn.__name__, len(re.findall(r"\\bbar\\.sync\\b|\\bbarrier\\.sync\\b", ptx)),
-              ptx.count("ld.global.nc"))
-"""
-
-
 def test_compiled_kernels_keep_the_diagonal_barrier():
     # The interpreter runs a program's ops in order, so it cannot miss a barrier; on the GPU
     # a diagonal must not be read before every warp stored it. Check the compiled PTX: a
     # bar.sync per diagonal (the backward has one more, after seeding E[n-1, m-1]) and no
     # ld.global.nc, whose non-coherent path need not see the CTA's own stores.
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", _PTX_PROBE], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    seen = {name: (int(bars), int(nc)) for name, bars, nc in (ln.split() for ln in out.stdout.splitlines())}
+    seen = compiled_barriers("soft_dtw:W=64")
     assert seen["_soft_dtw_fwd_kernel"][0] >= 1 and seen["_soft_dtw_bwd_kernel"][0] >= 2, seen
     assert all(nc == 0 for _, nc in seen.values()), seen

@@ -10,40 +10,17 @@ not multiples of T, and unreachable ends.
 Runs on the GPU when the tests have one, else in the interpreter; T = 16 through the
 `tile` override keeps the shapes small enough for the interpreter.
 """
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from vtalign.kernels import soft_dtw as sk
-from vtalign.kernels.soft_dtw import (TILE, TILED_MAX_B, soft_dtw_backward, soft_dtw_forward, soft_dtw_layout,
+from vtalign.kernels.soft_dtw import (TILE, TILED_MAX_B, soft_dtw_layout,
                                       soft_dtw_tile)
 from vtalign.reference import soft_dtw as ref
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-DEVICE = torch.device("cpu") if INTERPRETED else torch.device("cuda")
-
-
-def run(C, gamma, xl, yl, bandwidth=-1, **kw):
-    """Forward and backward on DEVICE -> (values, E) on the CPU."""
-    B = C.shape[0]
-    g = torch.as_tensor(gamma, dtype=torch.float32).expand(B).contiguous()
-    C, g, xl, yl = (t.to(DEVICE) for t in (C, g, torch.tensor(xl, dtype=torch.int32),
-                                             torch.tensor(yl, dtype=torch.int32)))
-    v, state = soft_dtw_forward(C, g, xl, yl, bandwidth, **kw)
-    E = soft_dtw_backward(C, state, g, xl, yl, bandwidth, **kw)
-    return v.cpu(), E.cpu()
-
-
-def same(a, b):
-    """Bit-identical in the interpreter (one numpy op per Triton op, in the same order);
-    on a GPU the compiler may contract the two kernels' arithmetic differently."""
-    if INTERPRETED:
-        assert torch.equal(a, b), (a - b).abs().max()
-    else:
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+from tests._device import TRITON_DEVICE
+from tests._soft_dtw_kernels import compiled_barriers, run, same
 
 
 def test_tiling_rule():
@@ -117,7 +94,7 @@ def test_ops_layer_takes_the_tiled_path(gen, monkeypatch):
     real = sk._tiled_launches
     monkeypatch.setattr(sk, "_tiled_launches", lambda *a: calls.append(a) or real(*a))
     C = torch.rand(1, N, M, generator=gen, dtype=torch.float64)
-    Ct = C.float().to(DEVICE).requires_grad_()
+    Ct = C.float().to(TRITON_DEVICE).requires_grad_()
     v = vtalign.soft_dtw_cost(Ct, 0.3, backend="triton")
     v.sum().backward()
     assert calls == [(N, M, 16), (N, M, 16)]  # forward and backward
@@ -128,27 +105,9 @@ def test_ops_layer_takes_the_tiled_path(gen, monkeypatch):
     torch.testing.assert_close(Ct.grad.cpu().double(), Cr.grad, rtol=1e-5, atol=2e-5)
 
 
-_PTX_PROBE = """
-import re, triton
-from vtalign.kernels import _static
-seen = set()
-for cfg in _static.discover(only="soft_dtw"):
-    if any(c.startswith("soft_dtw:tiled") for c in cfg.cases) and cfg.launch.fn.__name__ not in seen:
-        seen.add(cfg.launch.fn.__name__)
-        src, options = _static.specialize(cfg.launch, 90)
-        ptx = triton.compile(src, target=_static._target(90), options=options.__dict__).asm["ptx"]
-        print(cfg.launch.fn.__name__, len(re.findall(r"\\bbar\\.sync\\b|\\bbarrier\\.sync\\b", ptx)),
-              ptx.count("ld.global.nc"))
-"""
-
-
 def test_compiled_tiled_kernels_keep_the_diagonal_barrier():
     # as for the one-pair and packed kernels: a bar.sync per inner diagonal, and no
     # ld.global.nc (its non-coherent path need not see the CTA's own stores of R or E)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", _PTX_PROBE], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    seen = {name: (int(bars), int(nc)) for name, bars, nc in (ln.split() for ln in out.stdout.splitlines())}
+    seen = compiled_barriers("soft_dtw:tiled")
     assert set(seen) == {"_soft_dtw_fwd_tiled_kernel", "_soft_dtw_bwd_tiled_kernel"}, seen
     assert all(bars >= 1 and nc == 0 for bars, nc in seen.values()), seen
