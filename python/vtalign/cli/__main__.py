@@ -1,0 +1,5 @@
+import sys
+
+from vtalign.cli.main import main
+
+sys.exit(main())
