@@ -29,6 +29,7 @@ demo: setup
 	$(VENV)/bin/vtalign demo
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 # the published numbers: every suite, one run, refused while the machine is busy

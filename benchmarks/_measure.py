@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 MIN_ROUNDS = 3
 SHORT_ROUNDS = 5

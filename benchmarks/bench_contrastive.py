@@ -118,7 +118,8 @@ def run(size: str = "full", progress=None) -> str:
     st = record_compared("contrastive", case, res)
     p, v = st[plain], st["vtalign"]
     out += [f"## InfoNCE forward+backward, B={c['B']}, D={c['D']}, scale={SCALE:.2f}, float32, CPU", "",
-            "| implementation | seconds, median (min–max) | rounds | extra memory (MiB) | loss |", "|---|---|---|---|---|",
+            "| implementation | seconds, median (min–max) | rounds | extra memory (MiB) | loss |",
+            "|---|---|---|---|---|",
             f"| plain torch (dense logits, cross_entropy) | {_sec(p)} | {p['rounds']} | {_fmt(p['peak_mib'])} | "
             f"{res[plain]['runs'][0]['loss']:.6f} |",
             f"| vtalign.contrastive_loss (chunked, recomputing) | {_sec(v)} | {v['rounds']} | {_fmt(v['peak_mib'])} | "

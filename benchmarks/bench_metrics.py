@@ -17,7 +17,6 @@ worker times every metric of its method. Features: tanh of a shared latent plus 
 """
 from __future__ import annotations
 
-import os
 import statistics
 
 import torch
@@ -161,14 +160,14 @@ def worker(spec: dict) -> dict:
         layerwise_alignment(xa[:64, :2], xb[:64, :2], k=k)  # imports, thread pools
         for m in METRICS:
             kept = []
-            cases[m] = time_calls(lambda: kept.append(layerwise_alignment(xa, xb, metric=m, k=k).scores))
+            cases[m] = time_calls(lambda kept=kept, m=m: kept.append(layerwise_alignment(xa, xb, metric=m, k=k).scores))
             scores[m] = [float(kept[-1][i, j]) for i, j in pairs]
         cases[ALL] = time_calls(lambda: layerwise_alignments(xa, xb, METRICS, k=k))
     else:
         for m in METRICS:
             kept = []
-            t = time_calls(lambda: kept.append([_baseline_pair(m, xa, xb, i, j, k) for i, j in pairs]),
-                           warmup=lambda: _baseline_pair(m, xa[:64], xb[:64], 0, 1, k), reps=1)
+            t = time_calls(lambda kept=kept, m=m: kept.append([_baseline_pair(m, xa, xb, i, j, k) for i, j in pairs]),
+                           warmup=lambda m=m: _baseline_pair(m, xa[:64], xb[:64], 0, 1, k), reps=1)
             # every pair has the same shapes: the timed subset scales to all La x Lb pairs
             cases[m] = {**t, "seconds": t["seconds"] * scale, "cpu_s": t["cpu_s"] * scale}
             scores[m] = kept[-1]

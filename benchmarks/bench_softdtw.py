@@ -195,7 +195,8 @@ def run(size: str = "full", progress=None) -> str:
     for label, s in st.items():
         rs = _r(st, label, "vtalign")
         sp = f"{rs['median']:.1f}× ({rs['min']:.1f}–{rs['max']:.1f})" if rs else ""
-        lines.append(f"| {label} | {s['seconds'] * 1e3:.1f} ({s['seconds_min'] * 1e3:.1f}–{s['seconds_max'] * 1e3:.1f}) "
+        ms = f"{s['seconds'] * 1e3:.1f} ({s['seconds_min'] * 1e3:.1f}–{s['seconds_max'] * 1e3:.1f})"
+        lines.append(f"| {label} | {ms} "
                      f"| {s['rounds']} | {sp} |")
     notes += [f"{label}: {r['error']}" for label, r in res.items() if r["error"]]
     if notes:

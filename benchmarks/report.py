@@ -38,7 +38,8 @@ def cost_model() -> list[dict]:
 
     for n, d in ((50_000, 768), (1_000_000, 1024)):
         add("knn (tf32)", f"L=1, N={n:,}, D={d}", 2 * n * n * d, n * d * 4, "tf32", "2·L·N²·D")
-        add("knn (tf32x3, default fp32)", f"L=1, N={n:,}, D={d}", 3 * 2 * n * n * d, n * d * 4, "tf32", "3 TF32 products")
+        add("knn (tf32x3, default fp32)", f"L=1, N={n:,}, D={d}", 3 * 2 * n * n * d, n * d * 4, "tf32",
+            "3 TF32 products")
         add("knn (bf16)", f"L=1, N={n:,}, D={d}", 2 * n * n * d, n * d * 2, "bf16")
     add("overlap", "13x13 pairs, N=1,000,000, k=10", 0, 26 * 1_000_000 * 10 * 8, "tf32",
         "index lists read once; La·Lb·N·k² compares hidden under the reads")
@@ -243,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(f"## {name} ({load[name]['seconds']:.0f} s)\n\n{_load_line(name, load[name])}\n\n{body}")
         write_atomic(os.path.join(args.out, f"{name}.md"),
                      suite_report(name, command, f"{_load_line(name, load[name])}\n\n{body}"))
-    from .bench_gpu_static import format_rows, static_rows as compile_static
+    from .bench_gpu_static import format_rows
+    from .bench_gpu_static import static_rows as compile_static
 
     static_rows, static_md = [], "(left out: --no-static)"
     if not args.no_static:
@@ -266,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
           f"Every worker: OMP_WAIT_POLICY={result['omp_wait_policy']}, threads {threads}.", "",
           *[_load_line(n, ld) + "  " for n, ld in load.items()], "",
           "## Speed-ups (other implementation's time / vtalign's, per round: median (min–max))", "",
-          _table([{**r, "ratio": rr(r)} for r in sp], ["suite", "case", "impl", "vtalign_s", "other_s", "rounds", "ratio"],
+          _table([{**r, "ratio": rr(r)} for r in sp],
+                 ["suite", "case", "impl", "vtalign_s", "other_s", "rounds", "ratio"],
                  dict(vtalign_s=f3, other_s=f3)), "",
           "## Against the physical limit (vtalign's time / the bare products' time)", "",
           _table([{**r, "ratio": rr(r)} for r in limits], ["suite", "case", "impl", "vtalign_s", "other_s", "ratio"],

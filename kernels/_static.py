@@ -26,8 +26,8 @@ import pkgutil
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import torch
 
@@ -186,7 +186,7 @@ def record_all(only: str | None = None) -> list[Launch]:
     return launches
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def discover(only: str | None = None) -> tuple[Config, ...]:
     """The distinct specialisations the launchers (of kernel module `only`) produce."""
     configs: dict[str, Config] = {}

@@ -4,11 +4,11 @@ picks the interpreter when it is defined (DESIGN.md §4)."""
 import os
 import types
 
-from tests._device import ON_CUDA, TRITON_DEVICE  # noqa: I001  (must precede every vtalign import)
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
+
+from tests._device import ON_CUDA, TRITON_DEVICE  # noqa: I001  (must precede every vtalign import)
 
 # CI draws the same examples every run (derandomize), so a run is reproducible;
 # HYPOTHESIS_PROFILE=thorough explores with fresh random draws.

@@ -331,8 +331,8 @@ PATH_MISTAKES = [
 def test_path_mistakes_are_one_line_before_any_work(args, match, paths, capsys, monkeypatch):
     import functools
 
-    import vtalign.probe.run as run
     import vtalign.data.synthetic as synthetic
+    import vtalign.probe.run as run
     import vtalign.selftest as selftest
 
     for mod, name in ((run, "cosine_knn"), (synthetic, "video_text_set"), (selftest, "run_selftest")):

@@ -52,16 +52,16 @@ def _worker(rank, world, sizes):
     for sym in (True, False):
         for p in (None, pos):
             _check(rank,
-                   lambda a_, b_, s: vd.contrastive_loss(a_, b_, s, positives=p, symmetric=sym, backend="torch",
-                                                         max_workspace_bytes=200),
-                   lambda a_, b_, s: vtalign.contrastive_loss(a_, b_, s, positives=p, symmetric=sym,
+                   lambda a_, b_, s, p=p, sym=sym: vd.contrastive_loss(a_, b_, s, positives=p, symmetric=sym,
+                                                                       backend="torch", max_workspace_bytes=200),
+                   lambda a_, b_, s, p=p, sym=sym: vtalign.contrastive_loss(a_, b_, s, positives=p, symmetric=sym,
                                                               backend="torch"),
                    (a, b), sizes)
     for pool in ("mean", "max", "lse"):
         _check(rank,
-               lambda t_, v_, s: vd.slot_contrastive_loss(t_, v_, valid[off:off + n], s, pool=pool,
+               lambda t_, v_, s, pool=pool: vd.slot_contrastive_loss(t_, v_, valid[off:off + n], s, pool=pool,
                                                           positives=pos, backend="torch"),
-               lambda t_, v_, s: vtalign.slot_contrastive_loss(t_, v_, valid, s, pool=pool, positives=pos,
+               lambda t_, v_, s, pool=pool: vtalign.slot_contrastive_loss(t_, v_, valid, s, pool=pool, positives=pos,
                                                                backend="torch"),
                (ta, vb), sizes)
     # reduction="none" gives this rank's slice of the per-pair losses

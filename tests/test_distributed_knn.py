@@ -5,9 +5,8 @@ import tempfile
 import pytest
 import torch
 
-from tests._gloo import run_ranks
-
 import vtalign
+from tests._gloo import run_ranks
 from vtalign._distributed_knn import knn as sharded_knn
 
 

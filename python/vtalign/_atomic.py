@@ -9,7 +9,8 @@ import json
 import math
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from vtalign.ops.knn import DEFAULT_WORKSPACE, knn as qk_knn, merge_topk
+from vtalign.ops.knn import DEFAULT_WORKSPACE, merge_topk
+from vtalign.ops.knn import knn as qk_knn
 
 
 def knn(x_shard: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool = True,

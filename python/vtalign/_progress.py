@@ -1,41 +1,16 @@
-"""A dependency-free progress line on stderr for long loops (quiet when asked)."""
+"""Progress bars on stderr for long loops: tqdm (count, rate, ETA), silent when quiet."""
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
 
 
-class Progress:
-    """`with Progress("kNN", total) as p: ... p.step()` prints `label i/total (elapsed)`.
+def progress_bar(label: str, total: int, *, enabled: bool = True, unit: str = "it") -> tqdm:
+    """`with progress_bar("kNN search, layer", L) as bar: ... bar.update()`.
 
-    On a terminal the line is redrawn in place; otherwise one line per step is
-    written so logs still show where a long run is.
-    """
-
-    def __init__(self, label: str, total: int, *, enabled: bool = True, stream=None):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.stream = stream or sys.stderr
-        self.done = 0
-        self.t0 = time.perf_counter()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def step(self, note: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        msg = f"{self.label} {self.done}/{self.total} ({time.perf_counter() - self.t0:.1f}s){' ' + note if note else ''}"
-        if self.tty:
-            self.stream.write("\r\033[K" + msg)
-            if self.done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(msg + "\n")
-        self.stream.flush()
-
-    def __enter__(self) -> "Progress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled and self.tty and self.done < self.total:
-            self.stream.write("\n")
-            self.stream.flush()
+    Nothing is drawn for a loop that ends (or fails) within its first second, so
+    a quick run or a one-line error stays clean. On a terminal the bar is redrawn
+    in place; in a log (no tty) tqdm writes at most one line per 10 s."""
+    return tqdm(total=total, desc=label, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                delay=1.0, mininterval=0.5 if sys.stderr.isatty() else 10.0)

@@ -4,16 +4,23 @@ Sections are independent: each uses only torch.distributed and the public ops.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.distributed as dist
 
 from vtalign._distributed_knn import knn  # noqa: F401  (sharded exact kNN, its own module)
 from vtalign.ops._common import check_finite, check_tensor, resolve_backend, triton_dtype_gap
-from vtalign.ops.contrastive import (DEFAULT_WORKSPACE, _check_common, _check_precision, _compute_dtype, _unit,
-                                     check_logit_scale, check_positive_rows, check_slot_inputs, infonce_parts,
-                                     slot_parts)
+from vtalign.ops.contrastive import (
+    DEFAULT_WORKSPACE,
+    _check_common,
+    _check_precision,
+    _compute_dtype,
+    _unit,
+    check_logit_scale,
+    check_positive_rows,
+    check_slot_inputs,
+    infonce_parts,
+    slot_parts,
+)
 
 # =============================================================================
 # Global-negative contrastive losses (issue 4). Self-contained section: it needs
@@ -94,7 +101,7 @@ def _global_value(partial: torch.Tensor, group) -> torch.Tensor:
     return partial + (total - partial.detach())
 
 
-def _global_positives(positives, total: int, device, symmetric: bool) -> Optional[torch.Tensor]:
+def _global_positives(positives, total: int, device, symmetric: bool) -> torch.Tensor | None:
     if positives is None:
         return None
     if not isinstance(positives, torch.Tensor) or positives.dtype != torch.bool:
@@ -121,7 +128,7 @@ def _shard_geometry(n: int, device, group) -> tuple[list[int], int, int]:
     return sizes, sum(sizes[:rank]), sum(sizes)
 
 
-def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives: Optional[torch.Tensor] = None,
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives: torch.Tensor | None = None,
                      symmetric: bool = True, reduction: str = "mean", group=None, backend: str = "auto",
                      max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3") -> torch.Tensor:
     """`vtalign.contrastive_loss` with the negatives of every rank (global batch).
@@ -170,7 +177,7 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
 
 def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tensor, logit_scale, *,
                           pool: str = "mean", pool_temperature: float = 0.1,
-                          positives: Optional[torch.Tensor] = None, symmetric: bool = True,
+                          positives: torch.Tensor | None = None, symmetric: bool = True,
                           reduction: str = "mean", group=None, backend: str = "auto",
                           max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3"
                           ) -> torch.Tensor:

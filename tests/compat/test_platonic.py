@@ -53,7 +53,8 @@ def hsic(K, L, unbiased):
         H = torch.eye(m, dtype=K.dtype) - 1 / m
         return torch.trace(K @ H @ L @ H)
     Kt, Lt = K.clone().fill_diagonal_(0), L.clone().fill_diagonal_(0)
-    return ((Kt * Lt.T).sum() + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2)) - 2 * (Kt @ Lt).sum() / (m - 2)) / (m * (m - 3))
+    hsic = (Kt * Lt.T).sum() + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2)) - 2 * (Kt @ Lt).sum() / (m - 2)
+    return hsic / (m * (m - 3))
 
 
 def up_cka(a, b, unbiased):

@@ -24,7 +24,6 @@ import pytest
 import torch
 
 import vtalign
-
 from tests._device import ON_CUDA
 from tests._device import TRITON_DEVICE as DEV
 from tests.gpu.checks import assert_passed, neighbour_checks, unit64

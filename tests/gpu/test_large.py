@@ -12,10 +12,9 @@ import pytest
 import torch
 
 import vtalign
-from vtalign.ops import unit_rows
-
 from tests._device import ON_CUDA
 from tests.gpu.tolerances import COSINE, ROUNDING, loss_tol
+from vtalign.ops import unit_rows
 
 pytestmark = pytest.mark.gpu
 

@@ -13,12 +13,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from vtalign.reference import contrastive as ref_c
-
 from tests._device import ON_CUDA
 from tests._gloo import Refused, run_ranks
 from tests.gpu.checks import assert_passed, neighbour_checks, unit64
 from tests.gpu.tolerances import COSINE, loss_tol, max_rel_error
+from vtalign.reference import contrastive as ref_c
 
 pytestmark = pytest.mark.gpu
 

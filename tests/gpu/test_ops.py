@@ -10,16 +10,24 @@ import pytest
 import torch
 
 import vtalign
+from tests._device import TRITON_DEVICE as DEV
+from tests.gpu.checks import assert_passed, neighbour_checks, unit64
+from tests.gpu.tolerances import (
+    COSINE,
+    HALF,
+    OVERLAP,
+    OVERLAP_PER_SAMPLE,
+    PRECISIONS,
+    SOFT_DTW,
+    as_precision,
+    loss_tol,
+    max_rel_error,
+)
 from vtalign.ops import unit_rows
 from vtalign.reference import contrastive as ref_c
 from vtalign.reference import knn as ref_knn
 from vtalign.reference import soft_dtw as ref_sd
 from vtalign.selftest import Check, grad_checks, rel_error
-
-from tests._device import TRITON_DEVICE as DEV
-from tests.gpu.checks import assert_passed, neighbour_checks, unit64
-from tests.gpu.tolerances import (COSINE, HALF, OVERLAP, OVERLAP_PER_SAMPLE, PRECISIONS, SOFT_DTW, as_precision,
-                                  loss_tol, max_rel_error)
 
 pytestmark = pytest.mark.gpu
 

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 import vtalign
+from tests._device import ON_CUDA
+from tests.gpu.tolerances import COSINE, OVERLAP_PER_SAMPLE, SOFT_DTW, loss_tol, max_rel_error
 from vtalign.reference import contrastive as ref_c
 from vtalign.reference import knn as ref_knn
 from vtalign.reference import soft_dtw as ref_sd
-
-from tests._device import ON_CUDA
-from tests.gpu.tolerances import COSINE, OVERLAP_PER_SAMPLE, SOFT_DTW, loss_tol, max_rel_error
 
 pytestmark = pytest.mark.gpu
 

@@ -15,11 +15,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vtalign.kernels.soft_dtw import BLOCKS, soft_dtw_backward, soft_dtw_forward, soft_dtw_layout
-from vtalign.reference import soft_dtw as ref
-
 from tests._device import ON_CUDA, TRITON_DEVICE
 from tests._soft_dtw_kernels import compiled_barriers
+from vtalign.kernels.soft_dtw import soft_dtw_backward, soft_dtw_forward, soft_dtw_layout
+from vtalign.reference import soft_dtw as ref
 
 V_RTOL = 2e-6 if ON_CUDA else 1e-6  # values at small γ (test_alignment_accuracy_at_small_gamma)
 

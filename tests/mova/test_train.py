@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from vtalign.data.long_video import LongVideoConfig
 from vtalign.mova import train as mova_train

@@ -8,11 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vtalign
+from tests._device import ON_CUDA, device_for
 from vtalign.nn import ContrastiveLoss
 from vtalign.ops._common import has_cpp
 from vtalign.reference import contrastive as ref
-
-from tests._device import ON_CUDA, device_for
 
 cmod = importlib.import_module("vtalign.ops.contrastive")
 
@@ -68,7 +67,7 @@ def compare(backend, a, b, scale, gen_grads=True, max_workspace_bytes=cmod.DEFAU
         # again, so the absolute tolerance grows with scale² (float64 is unaffected)
         tg = dict(rtol=t["rtol"], atol=t["atol"] * max(1.0, inv) * max(1.0, float(scale) / 10) ** 2)
         for g1, g2, name in zip(got, exp, "abs"):
-            torch.testing.assert_close(g1.double(), g2.double(), msg=lambda m: f"grad {name}: {m}", **tg)
+            torch.testing.assert_close(g1.double(), g2.double(), msg=lambda m, name=name: f"grad {name}: {m}", **tg)
     return out
 
 
@@ -167,8 +166,9 @@ def test_gradcheck_float64():
     for p in (None, pos):
         for sym in (True, False):
             assert torch.autograd.gradcheck(
-                lambda a, b, s: vtalign.contrastive_loss(a, b, s, positives=p, symmetric=sym, backend="torch",
-                                                         max_workspace_bytes=100), (a, b, s))
+                lambda a, b, s, p=p, sym=sym: vtalign.contrastive_loss(a, b, s, positives=p, symmetric=sym,
+                                                                       backend="torch", max_workspace_bytes=100),
+                (a, b, s))
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])

@@ -10,10 +10,9 @@ ways; one test keeps the launcher's own rule.
 import pytest
 import torch
 
-from vtalign.kernels import contrastive as K
-
 from tests._device import ON_CUDA
 from tests._device import TRITON_DEVICE as DEV
+from vtalign.kernels import contrastive as K
 
 # fp32 "ieee" dots: exact float32 products in the interpreter; on a GPU exp/log are approximate
 TOL = dict(rtol=1e-4, atol=1e-5) if ON_CUDA else dict(rtol=1e-5, atol=1e-6)

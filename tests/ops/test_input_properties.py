@@ -12,11 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vtalign
+from tests._device import device_for
 from vtalign.ops._common import has_cpp
 from vtalign.ops._norm import unit_rows
 from vtalign.probe.metrics import chance_level
-
-from tests._device import device_for
 
 BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "reference", "triton"]
 SCALES = st.sampled_from([1e-30, 1e-20, 1e-6, 1.0, 1e6, 1e20, 1e30])
@@ -32,7 +31,7 @@ def test_unit_rows_ignore_scale(seed, scale, d):
     x = _feats(seed, 6, d)
     want = torch.nn.functional.normalize(x.double(), dim=-1)
     for dt in (torch.float32, torch.float64):
-        got = unit_rows((x.to(dt) * scale))
+        got = unit_rows(x.to(dt) * scale)
         torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6 if dt == torch.float32 else 1e-14)
     assert torch.equal(unit_rows(torch.zeros(2, d)), torch.zeros(2, d))
 

@@ -7,10 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vtalign
+from tests._device import device_for
 from vtalign.ops._common import has_cpp
 from vtalign.reference import knn as ref
-
-from tests._device import device_for
 
 knn_mod = importlib.import_module("vtalign.ops.knn")
 

@@ -5,10 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vtalign
+from tests._device import device_for
 from vtalign.ops._common import has_cpp
 from vtalign.reference import knn as ref
-
-from tests._device import device_for
 
 BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "reference", "triton"]
 

@@ -7,10 +7,9 @@ import pytest
 import torch
 
 import vtalign
+from tests._device import device_for
 from vtalign.nn import S2DTW
 from vtalign.reference import soft_dtw as ref
-
-from tests._device import device_for
 
 from .test_soft_dtw import BACKENDS, EXACT, tol
 

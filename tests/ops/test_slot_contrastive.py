@@ -7,11 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vtalign
+from tests._device import ON_CUDA, device_for
 from vtalign.nn import SlotContrastiveLoss
 from vtalign.ops._common import has_cpp
 from vtalign.reference import contrastive as ref
-
-from tests._device import ON_CUDA, device_for
 
 cmod = importlib.import_module("vtalign.ops.contrastive")
 
@@ -58,7 +57,7 @@ def compare(backend, ta, vb, valid, scale, *, workspace=cmod.DEFAULT_WORKSPACE, 
     if kw.get("pool") == "lse":  # d pool/d cos carries exp(cos/τ) factors: 1/τ more rounding
         tg["atol"] *= 1.0 / kw.get("pool_temperature", 0.1)
     for g1, g2, name in zip(got, exp, ("ta", "vb", "scale")):
-        torch.testing.assert_close(g1.double(), g2.double(), msg=lambda m: f"grad {name}: {m}", **tg)
+        torch.testing.assert_close(g1.double(), g2.double(), msg=lambda m, name=name: f"grad {name}: {m}", **tg)
     return out
 
 
@@ -112,7 +111,9 @@ def test_pool_order_and_scale_100(backend, gen):
 def test_lse_pool_limits(gen):
     """τ → 0 approaches max pooling, τ → ∞ approaches mean pooling."""
     ta, vb, valid = make(8, 8, 4, 6, gen)
-    get = lambda **k: vtalign.slot_contrastive_loss(ta.double(), vb.double(), valid, 5.0, backend="torch", **k)
+    def get(**k):
+        return vtalign.slot_contrastive_loss(ta.double(), vb.double(), valid, 5.0, backend="torch", **k)
+
     torch.testing.assert_close(get(pool="lse", pool_temperature=1e-4), get(pool="max"), atol=1e-3, rtol=0)
     torch.testing.assert_close(get(pool="lse", pool_temperature=1e4), get(pool="mean"), atol=1e-3, rtol=0)
 
@@ -132,8 +133,9 @@ def test_gradcheck_float64():
     s = torch.tensor(4.0, dtype=torch.float64, requires_grad=True)
     for pool in POOLS:  # max: distinct random cosines keep the argmax away from ties
         assert torch.autograd.gradcheck(
-            lambda ta, vb, s: vtalign.slot_contrastive_loss(ta, vb, valid, s, pool=pool, pool_temperature=0.5,
-                                                            backend="torch", max_workspace_bytes=3 * 5 * 7 * 8),
+            lambda ta, vb, s, pool=pool: vtalign.slot_contrastive_loss(
+                ta, vb, valid, s, pool=pool, pool_temperature=0.5, backend="torch",
+                max_workspace_bytes=3 * 5 * 7 * 8),
             (ta, vb, s))
 
 

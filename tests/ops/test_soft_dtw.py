@@ -8,11 +8,10 @@ import pytest
 import torch
 
 import vtalign
+from tests._device import TRITON_DEVICE
 from vtalign.nn import SoftDTW
 from vtalign.ops._common import has_cpp
 from vtalign.reference import soft_dtw as ref
-
-from tests._device import TRITON_DEVICE
 
 ops = importlib.import_module("vtalign.ops.soft_dtw")
 

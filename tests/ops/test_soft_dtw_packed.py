@@ -11,12 +11,10 @@ else in the interpreter; shapes stay tiny for the interpreter.
 import pytest
 import torch
 
-from vtalign.kernels.soft_dtw import (PACK_BLOCK, soft_dtw_layout,
-                                      soft_dtw_pairs, soft_dtw_plan)
-from vtalign.reference import soft_dtw as ref
-
 from tests._device import TRITON_DEVICE
 from tests._soft_dtw_kernels import compiled_barriers, run, same
+from vtalign.kernels.soft_dtw import PACK_BLOCK, soft_dtw_layout, soft_dtw_pairs, soft_dtw_plan
+from vtalign.reference import soft_dtw as ref
 
 
 def lengths(gen, B, N, M):

@@ -14,13 +14,11 @@ Runs on the GPU when the tests have one, else in the interpreter; T = 16 through
 import pytest
 import torch
 
-from vtalign.kernels import soft_dtw as sk
-from vtalign.kernels.soft_dtw import (TILE, TILED_MAX_B, soft_dtw_layout,
-                                      soft_dtw_tile)
-from vtalign.reference import soft_dtw as ref
-
 from tests._device import TRITON_DEVICE
 from tests._soft_dtw_kernels import compiled_barriers, run, same
+from vtalign.kernels import soft_dtw as sk
+from vtalign.kernels.soft_dtw import TILE, TILED_MAX_B, soft_dtw_layout, soft_dtw_tile
+from vtalign.reference import soft_dtw as ref
 
 
 def test_tiling_rule():

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from vtalign.ops import cosine_knn
-from vtalign.probe.calibration import (bootstrap_indices, bootstrap_scores, calibrate, calibrate_lists,
-                                       permutation_null, permute_lists)
+from vtalign.probe.calibration import (
+    bootstrap_indices,
+    bootstrap_scores,
+    calibrate,
+    calibrate_lists,
+    permutation_null,
+    permute_lists,
+)
 from vtalign.probe.metrics import KNN_METRICS, list_scores
 from vtalign.reference import metrics as R
 

@@ -5,8 +5,13 @@ import os
 import pytest
 import torch
 
-from vtalign.probe.encoders import (hf_video_encoder, multi_caption_features, multi_frame_features,
-                                    subclips, uniform_indices)
+from vtalign.probe.encoders import (
+    hf_video_encoder,
+    multi_caption_features,
+    multi_frame_features,
+    subclips,
+    uniform_indices,
+)
 
 
 def test_uniform_indices_and_subclips():

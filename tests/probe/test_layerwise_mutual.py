@@ -2,10 +2,9 @@
 import pytest
 import torch
 
+from tests.ops.test_overlap import platonic_mutual_knn
 from vtalign.data.synthetic import layer_stacks
 from vtalign.probe import layerwise_alignment
-
-from tests.ops.test_overlap import platonic_mutual_knn
 
 
 def test_all_pairs_equal_per_pair_definition():

@@ -264,7 +264,8 @@ CASES = [
     ("fit_scaling_law", "scores", lambda v: False),
 ]
 
-BAD_VALUES = st.one_of(st.none(), st.booleans(), st.text(max_size=4), st.integers(-10, 0), st.integers(2 ** 63, 2 ** 64),
+BAD_VALUES = st.one_of(st.none(), st.booleans(), st.text(max_size=4), st.integers(-10, 0),
+                       st.integers(2 ** 63, 2 ** 64),
                        st.floats(allow_nan=True, allow_infinity=True), st.just([]), st.just(()), st.just({}),
                        st.just(object()), st.just(np.float32(2.0)), st.just(torch.tensor(3)))
 

@@ -15,7 +15,7 @@ import vtalign.probe.run as run
 import vtalign.probe.scaling as scaling
 from vtalign.ops import cosine_knn
 from vtalign.probe import calibrate, fit_scaling_law, layerwise_alignment, layerwise_alignments, save_features
-from vtalign.probe.calibration import (bootstrap_indices, bootstrap_scores, calibrate_lists, permutation_null)
+from vtalign.probe.calibration import bootstrap_indices, bootstrap_scores, calibrate_lists, permutation_null
 from vtalign.probe.features import open_features
 from vtalign.probe.scaling import read_scaling_table, scaling_law
 from vtalign.probe.sweep import scaling_sweep

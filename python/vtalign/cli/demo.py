@@ -7,6 +7,7 @@ import time
 
 from vtalign.cli._args import int_in, positive_int, seed_int
 
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vtalign._atomic import check_out_dir
     from vtalign.probe.demo import check_demo_args, run_demo

@@ -7,6 +7,7 @@ import sys
 
 from vtalign.cli._args import _probe_device, int_in, positive_int, seed_int
 
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from vtalign._atomic import check_out_dir
     from vtalign.probe.report import skipped_plots_line

@@ -7,6 +7,7 @@ import sys
 
 from vtalign.cli._args import int_in, positive_int, seed_int
 
+
 def _synthetic_limits() -> tuple[int, int]:
     """The most frames and captions `video_text_set` (the synthetic sweep) provides."""
     import inspect

@@ -5,6 +5,7 @@ import argparse
 
 from vtalign.cli._args import _parse_device, seed_int
 
+
 def _cmd_selftest(args: argparse.Namespace) -> int:
     from vtalign._atomic import check_out_file, write_text
     from vtalign.selftest import markdown, run_selftest

@@ -81,7 +81,7 @@ class LongVideoText:
     def __len__(self) -> int:
         return self.frames.shape[0]
 
-    def subset(self, idx: torch.Tensor) -> "LongVideoText":
+    def subset(self, idx: torch.Tensor) -> LongVideoText:
         """The pairs at `idx` (a 1-D long tensor)."""
         return LongVideoText(self.frames[idx], self.valid[idx], self.captions[idx], self.concepts[idx],
                              self.windows[idx], self.visible[idx])

@@ -89,7 +89,7 @@ class ClipCaptionSequences:
     def __len__(self) -> int:
         return self.clips.shape[0]
 
-    def subset(self, idx: torch.Tensor) -> "ClipCaptionSequences":
+    def subset(self, idx: torch.Tensor) -> ClipCaptionSequences:
         """The pairs at `idx` (a 1-D long tensor)."""
         return ClipCaptionSequences(self.clips[idx], self.captions[idx], self.script[idx], self.clip_event[idx],
                                     self.caption_event[idx], self.caption_noise[idx])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -145,7 +146,7 @@ def run(seed: int = 0, n_train: int = 4096, n_test: int = 512, cfg: TrainConfig 
     return out
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = training_parser("python -m vtalign.mova.train", __doc__.split("\n")[0],
                         data="synthetic long video-text data", steps=TrainConfig.steps,
                         batch_size=TrainConfig.batch_size, n_train=4096, n_test=512)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import nn
@@ -52,7 +51,7 @@ class ContrastiveLoss(_LearnableScale):
         self.symmetric, self.reduction, self.backend = symmetric, reduction, backend
         self.max_workspace_bytes, self.precision = max_workspace_bytes, precision
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, positives: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
         return contrastive_loss(a, b, self.scale(), positives=positives, symmetric=self.symmetric,
                                 reduction=self.reduction, backend=self.backend,
                                 max_workspace_bytes=self.max_workspace_bytes, precision=self.precision)
@@ -76,7 +75,7 @@ class SlotContrastiveLoss(_LearnableScale):
         self.max_workspace_bytes, self.precision = max_workspace_bytes, precision
 
     def forward(self, ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tensor,
-                positives: Optional[torch.Tensor] = None) -> torch.Tensor:
+                positives: torch.Tensor | None = None) -> torch.Tensor:
         return slot_contrastive_loss(ta, vb, valid, self.scale(), pool=self.pool,
                                      pool_temperature=self.pool_temperature, positives=positives,
                                      symmetric=self.symmetric, reduction=self.reduction, backend=self.backend,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import torch
 
@@ -36,9 +36,9 @@ class SoftDTW(torch.nn.Module):
         backend: vtalign backend ("auto" picks by device).
     """
 
-    def __init__(self, use_cuda: bool = False, gamma: Union[float, torch.Tensor] = 1.0,
-                 normalize: bool = False, bandwidth: Optional[float] = None,
-                 dist_func: Optional[Union[str, Callable]] = None, *, backend: str = "auto"):
+    def __init__(self, use_cuda: bool = False, gamma: float | torch.Tensor = 1.0,
+                 normalize: bool = False, bandwidth: float | None = None,
+                 dist_func: str | Callable | None = None, *, backend: str = "auto"):
         super().__init__()
         self.use_cuda = bool(use_cuda)
         self.gamma = gamma
@@ -86,8 +86,8 @@ class S2DTW(torch.nn.Module):
     DP run for all pairs). cost defaults to the negative dot product, as in VT-TWINS.
     """
 
-    def __init__(self, gamma: Union[float, torch.Tensor] = 0.1, smoothing_gamma: float = 0.1,
-                 null_cost: float = 0.5, cost: Union[str, Callable] = "negdot", *, backend: str = "auto"):
+    def __init__(self, gamma: float | torch.Tensor = 0.1, smoothing_gamma: float = 0.1,
+                 null_cost: float = 0.5, cost: str | Callable = "negdot", *, backend: str = "auto"):
         super().__init__()
         self.gamma = gamma
         self.smoothing_gamma = smoothing_gamma

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 

@@ -18,12 +18,10 @@ the same core; "max" and "lse" pools use a slot core that loops over T per chunk
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
-from vtalign.ops._common import (DeferredChecks, check_same_device, check_tensor,
-                                 resolve_backend, triton_dtype_gap)
+from vtalign.ops._common import DeferredChecks, check_same_device, check_tensor, resolve_backend, triton_dtype_gap
 from vtalign.ops._norm import unit_rows
 from vtalign.reference import contrastive as ref
 
@@ -73,7 +71,7 @@ class _ColumnLSE:
         self.mx = torch.full((m,), float("-inf"), dtype=dtype, device=device)
         self.sum = torch.zeros(m, dtype=dtype, device=device)
 
-    def add(self, s: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
+    def add(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         if mask is not None:
             s = s.masked_fill(~mask, float("-inf"))
         new = torch.maximum(self.mx, s.amax(0))
@@ -297,12 +295,12 @@ def _cpu_slot_backward(ta, vb, valid, scale, positives, offset, rows, cols, pool
 
 
 # ----------------------------------------------------------------------------- custom ops
-def _zeros_like_stats(t: Optional[torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
+def _zeros_like_stats(t: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(n, dtype=like.dtype, device=like.device) if t is None else t.to(like.dtype)
 
 
 @torch.library.custom_op("vtalign::infonce", mutates_args=())
-def _infonce_op(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, positives: Optional[torch.Tensor],
+def _infonce_op(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, positives: torch.Tensor | None,
                 offset: int, rows: bool, cols: bool, backend: str, workspace: int, precision: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if backend == "triton":
@@ -321,7 +319,7 @@ def _(a, b, scale, positives, offset, rows, cols, backend, workspace, precision)
 
 @torch.library.custom_op("vtalign::infonce_backward", mutates_args=())
 def _infonce_backward_op(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
-                         positives: Optional[torch.Tensor], offset: int, rows: bool, cols: bool,
+                         positives: torch.Tensor | None, offset: int, rows: bool, cols: bool,
                          row_stats: torch.Tensor, col_stats: torch.Tensor, g_row: torch.Tensor,
                          g_col: torch.Tensor, backend: str, workspace: int, precision: str
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -361,7 +359,7 @@ _infonce_op.register_autograd(_infonce_backward, setup_context=_setup_infonce)
 
 @torch.library.custom_op("vtalign::slot_infonce", mutates_args=())
 def _slot_op(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor,
-             positives: Optional[torch.Tensor], offset: int, rows: bool, cols: bool, pool: str, tau: float,
+             positives: torch.Tensor | None, offset: int, rows: bool, cols: bool, pool: str, tau: float,
              backend: str, workspace: int, precision: str
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if backend == "triton":
@@ -382,7 +380,7 @@ def _(ta, vb, valid, scale, positives, offset, rows, cols, pool, tau, backend, w
 
 @torch.library.custom_op("vtalign::slot_infonce_backward", mutates_args=())
 def _slot_backward_op(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor,
-                      positives: Optional[torch.Tensor], offset: int, rows: bool, cols: bool, pool: str,
+                      positives: torch.Tensor | None, offset: int, rows: bool, cols: bool, pool: str,
                       tau: float, row_stats: torch.Tensor, col_stats: torch.Tensor, g_row: torch.Tensor,
                       g_col: torch.Tensor, backend: str, workspace: int, precision: str
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -449,7 +447,7 @@ def _check_scale_value(value: float) -> None:
 
 
 def _check_positives(positives, n: int, m: int, device, need_cols: bool,
-                     checks: DeferredChecks | None = None) -> Optional[torch.Tensor]:
+                     checks: DeferredChecks | None = None) -> torch.Tensor | None:
     if positives is None:
         if n != m:
             raise ValueError(f"positives is required when the two sides differ in size ({n} vs {m})")
@@ -524,7 +522,7 @@ def _check_precision(precision: str) -> None:
 
 # ----------------------------------------------------------------------------- public
 def infonce_parts(a_hat: torch.Tensor, b_hat: torch.Tensor, scale: torch.Tensor,
-                  positives: Optional[torch.Tensor], *, offset: int = 0, rows: bool = True, cols: bool = True,
+                  positives: torch.Tensor | None, *, offset: int = 0, rows: bool = True, cols: bool = True,
                   backend: str = "torch", max_workspace_bytes: int = DEFAULT_WORKSPACE,
                   precision: str = "tf32x3") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row and per-column InfoNCE losses over already normalised rows (no checks).
@@ -541,7 +539,7 @@ def infonce_parts(a_hat: torch.Tensor, b_hat: torch.Tensor, scale: torch.Tensor,
 
 
 def slot_parts(ta_hat: torch.Tensor, vb_hat: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor,
-               positives: Optional[torch.Tensor], *, pool: str, pool_temperature: float, offset: int = 0,
+               positives: torch.Tensor | None, *, pool: str, pool_temperature: float, offset: int = 0,
                rows: bool = True, cols: bool = True, backend: str = "torch",
                max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3"
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -561,7 +559,7 @@ def slot_parts(ta_hat: torch.Tensor, vb_hat: torch.Tensor, valid: torch.Tensor, 
     return out[0], out[1]
 
 
-def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives: Optional[torch.Tensor] = None,
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives: torch.Tensor | None = None,
                      symmetric: bool = True, reduction: str = "mean", backend: str = "auto",
                      max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3",
                      normalize: bool = True) -> torch.Tensor:
@@ -653,7 +651,7 @@ def check_slot_inputs(ta, vb, valid, pool, pool_temperature, checks: DeferredChe
 
 def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tensor, logit_scale, *,
                           pool: str = "mean", pool_temperature: float = 0.1,
-                          positives: Optional[torch.Tensor] = None, symmetric: bool = True,
+                          positives: torch.Tensor | None = None, symmetric: bool = True,
                           reduction: str = "mean", backend: str = "auto",
                           max_workspace_bytes: int = DEFAULT_WORKSPACE, precision: str = "tf32x3"
                           ) -> torch.Tensor:

@@ -11,8 +11,17 @@ import math
 
 import torch
 
-from vtalign.ops._common import (PRECISIONS, check_choice, check_finite, check_int, check_tensor, cpp, eager_op,
-                                 resolve_backend, triton_dtype_gap)
+from vtalign.ops._common import (
+    PRECISIONS,
+    check_choice,
+    check_finite,
+    check_int,
+    check_tensor,
+    cpp,
+    eager_op,
+    resolve_backend,
+    triton_dtype_gap,
+)
 from vtalign.ops._norm import unit_rows
 from vtalign.reference import knn as ref
 

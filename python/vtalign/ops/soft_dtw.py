@@ -25,20 +25,19 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import torch
 
 from vtalign.ops import _soft_dtw_fused as fused
-from vtalign.ops._common import (DeferredChecks, check_finite, check_tensor, cpp, full_precision_matmul,
-                                resolve_backend)
+from vtalign.ops._common import DeferredChecks, check_finite, check_tensor, cpp, full_precision_matmul, resolve_backend
 from vtalign.ops._norm import unit_rows
 from vtalign.reference import soft_dtw as ref
 
 COSTS = ("sqeuclidean", "cosine", "negdot")
-CostArg = Union[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
-Lengths = Optional[Union[torch.Tensor, Sequence[int]]]
-Gamma = Union[float, torch.Tensor]
+CostArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Lengths = torch.Tensor | Sequence[int] | None
+Gamma = float | torch.Tensor
 
 
 # ===================================================================== band
@@ -62,14 +61,14 @@ def min_bandwidth(n: int, m: int) -> int:
 # Lengths stay on the data's device; no shape decision needs their values (the kernels
 # take the padded N, M), so no other sync is needed. A `checks` of None runs a check at
 # once (callers outside this module).
-def _defer(checks: Optional[DeferredChecks], bad: torch.Tensor, precise: Callable[[], None]) -> None:
+def _defer(checks: DeferredChecks | None, bad: torch.Tensor, precise: Callable[[], None]) -> None:
     if checks is None:
         precise()
     else:
         checks.add(bad, precise)
 
 
-def _check_gamma(gamma, B: int, name: str = "gamma", checks: Optional[DeferredChecks] = None) -> Gamma:
+def _check_gamma(gamma, B: int, name: str = "gamma", checks: DeferredChecks | None = None) -> Gamma:
     if isinstance(gamma, torch.Tensor):
         if not gamma.is_floating_point():
             raise TypeError(f"{name} must be a float or a floating tensor, got {gamma.dtype}")
@@ -91,8 +90,8 @@ def _check_gamma(gamma, B: int, name: str = "gamma", checks: Optional[DeferredCh
     return float(gamma)
 
 
-def _check_lengths(name: str, lengths: Lengths, B: int, full: int, device: Optional[torch.device] = None,
-                   checks: Optional[DeferredChecks] = None) -> torch.Tensor:
+def _check_lengths(name: str, lengths: Lengths, B: int, full: int, device: torch.device | None = None,
+                   checks: DeferredChecks | None = None) -> torch.Tensor:
     """int64 tensor [B] on `device` (the data's; default CPU) with every entry in [1, full]:
     checked at once for a sequence of ints (host values), through `checks` for a tensor."""
     device = torch.device("cpu") if device is None else device
@@ -140,7 +139,7 @@ def _min_bandwidths(xl: torch.Tensor, yl: torch.Tensor) -> torch.Tensor:
 
 
 def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=None,
-                     checks: Optional[DeferredChecks] = None) -> int:
+                     checks: DeferredChecks | None = None) -> int:
     """-1 for no band; otherwise w after checking w >= min_bandwidth for every pair."""
     if bandwidth is None:
         return -1
@@ -169,7 +168,7 @@ def _check_bandwidth(bandwidth, xl: torch.Tensor, yl: torch.Tensor, pair_names=N
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, *, same_batch: bool, finite: bool = True,
-                checks: Optional[DeferredChecks] = None) -> None:
+                checks: DeferredChecks | None = None) -> None:
     check_tensor("x", x, ndims=(3,))
     check_tensor("y", y, ndims=(3,))
     if same_batch and x.shape[0] != y.shape[0]:
@@ -461,7 +460,7 @@ def _triton_module():
     try:
         from vtalign.kernels import soft_dtw as tk
     except ImportError as e:  # pragma: no cover - only without the Triton kernels
-        raise RuntimeError(f"backend='triton' needs vtalign.kernels.soft_dtw, which failed to import: {e}")
+        raise RuntimeError(f"backend='triton' needs vtalign.kernels.soft_dtw, which failed to import: {e}") from e
     for fn in ("soft_dtw_forward", "soft_dtw_backward", "soft_dtw_layout"):
         if not hasattr(tk, fn):
             raise RuntimeError(f"backend='triton': vtalign.kernels.soft_dtw has no {fn}() launcher")
@@ -615,7 +614,7 @@ def _reference_values(C3: torch.Tensor, gamma: Gamma, xl, yl, w: int) -> torch.T
 
 
 # =================================================================== public
-def soft_dtw_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: Optional[int] = None,
+def soft_dtw_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: int | None = None,
                   x_lengths: Lengths = None, y_lengths: Lengths = None,
                   backend: str = "auto") -> torch.Tensor:
     """Soft-DTW of precomputed costs.
@@ -640,7 +639,7 @@ def soft_dtw_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: Optional[in
 
 
 def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: CostArg = "sqeuclidean",
-             bandwidth: Optional[int] = None, x_lengths: Lengths = None, y_lengths: Lengths = None,
+             bandwidth: int | None = None, x_lengths: Lengths = None, y_lengths: Lengths = None,
              normalize: bool = False, backend: str = "auto") -> torch.Tensor:
     """Soft-DTW between x `[B, N, D]` and y `[B, M, D]` -> `[B]`.
 
@@ -691,8 +690,8 @@ def _finite_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, backend: s
 
 
 def _run_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, gamma: Gamma, xl: torch.Tensor,
-                  yl: torch.Tensor, w: int, backend: str, xn: Optional[torch.Tensor] = None,
-                  yn: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  yl: torch.Tensor, w: int, backend: str, xn: torch.Tensor | None = None,
+                  yn: torch.Tensor | None = None) -> torch.Tensor:
     """values [B] for checked features; the fused C++ path when it applies (_soft_dtw_fused).
     xn, yn: the squared row norms when the caller has them (`_finite_features`)."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
@@ -713,7 +712,7 @@ def _run_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, gamma: Gamma,
 
 
 def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
-                      cost: CostArg = "sqeuclidean", bandwidth: Optional[int] = None,
+                      cost: CostArg = "sqeuclidean", bandwidth: int | None = None,
                       x_lengths: Lengths = None, y_lengths: Lengths = None, normalize: bool = False,
                       backend: str = "auto") -> torch.Tensor:
     """Soft-DTW for every pair (x[a], y[b]): x `[B1, N, D]`, y `[B2, M, D]` -> `[B1, B2]`.
@@ -760,7 +759,7 @@ def _alignment(C4: torch.Tensor, g: Gamma, xl, yl, w: int, be: str) -> torch.Ten
     return E.reshape(P1 * P2, N, M)
 
 
-def soft_dtw_alignment_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: Optional[int] = None,
+def soft_dtw_alignment_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: int | None = None,
                             x_lengths: Lengths = None, y_lengths: Lengths = None,
                             backend: str = "auto") -> torch.Tensor:
     """Expected alignment E = ∂ soft_dtw_cost / ∂C, `[B, N, M]` (not differentiable).
@@ -775,7 +774,7 @@ def soft_dtw_alignment_cost(C: torch.Tensor, gamma: Gamma = 1.0, *, bandwidth: O
 
 
 def soft_dtw_alignment(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
-                       cost: CostArg = "sqeuclidean", bandwidth: Optional[int] = None,
+                       cost: CostArg = "sqeuclidean", bandwidth: int | None = None,
                        x_lengths: Lengths = None, y_lengths: Lengths = None,
                        backend: str = "auto") -> torch.Tensor:
     """Expected alignment E `[B, N, M]` between x `[B, N, D]` and y `[B, M, D]`

@@ -1,6 +1,5 @@
 """Probing: which layers of a video encoder and a text encoder align, and how strongly."""
-from vtalign.probe.alignment import (LayerAlignment, as_layer_list, layer_knn, layerwise_alignment,
-                                     layerwise_alignments)
+from vtalign.probe.alignment import LayerAlignment, as_layer_list, layer_knn, layerwise_alignment, layerwise_alignments
 from vtalign.probe.calibration import Calibration, calibrate
 from vtalign.probe.features import FeatureFile, load_features, open_features, save_features
 from vtalign.probe.metrics import METRICS, all_pair_scores, chance_level, list_scores

@@ -6,22 +6,21 @@ loop of platonic-rep's `compute_score` recomputes both for every pair.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence, Union
 
 import torch
 
 from vtalign.ops._common import check_finite, check_int, check_tensor
 from vtalign.ops.knn import DEFAULT_WORKSPACE
+from vtalign.probe import outliers as _outliers
 from vtalign.probe._checks import check_backend, check_flag
 from vtalign.probe.features import FeatureFile
-from vtalign.probe.metrics import (METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_count,
-                                   layer_lists)
-from vtalign.probe import outliers as _outliers
+from vtalign.probe.metrics import METRICS, USES_K, all_pair_scores, chance_level, check_metric, layer_count, layer_lists
 from vtalign.probe.outliers import MODES as OUTLIER_MODES
 from vtalign.probe.outliers import outlier_threshold, quantile_sum
 
-Features = Union[torch.Tensor, Sequence[torch.Tensor], FeatureFile]
+Features = torch.Tensor | Sequence[torch.Tensor] | FeatureFile
 
 
 class StreamedLayers(Sequence):

@@ -19,8 +19,8 @@ Everything is seeded (`torch.Generator`) and deterministic.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
@@ -28,8 +28,7 @@ from vtalign.ops._common import check_int
 from vtalign.ops.knn import DEFAULT_WORKSPACE
 from vtalign.ops.knn_lists import _check_pair_lists
 from vtalign.probe._checks import check_backend, check_finite_tensor, check_flag, check_fraction, check_seed
-from vtalign.probe.alignment import (Features, _check_k, _names, check_layer_options, clamp_layers, layer_knn,
-                                     read_pair)
+from vtalign.probe.alignment import Features, _check_k, _names, check_layer_options, clamp_layers, layer_knn, read_pair
 from vtalign.probe.metrics import KNN_METRICS, chance_level, list_scores
 
 _BOOT_CHUNK = 64

@@ -15,8 +15,7 @@ from vtalign.data.synthetic import video_text_set
 from vtalign.ops._common import check_int, resolve_backend
 from vtalign.probe._checks import check_seed
 from vtalign.probe.calibration import calibrate
-from vtalign.probe.report import (heatmap_png, plots_unavailable, scaling_png, skipped_plots_line, write_json,
-                                  write_text)
+from vtalign.probe.report import heatmap_png, plots_unavailable, scaling_png, skipped_plots_line, write_json, write_text
 from vtalign.probe.sweep import scaling_sweep
 
 FRAMES = (1, 2, 4, 8, 16, 32)

@@ -12,7 +12,7 @@ Models are passed in already loaded: nothing here downloads weights.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from typing import Iterator, Sequence, Union
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -127,7 +127,7 @@ class FeatureFile(Sequence):
         for i in range(len(self)):
             self.layer(i)
 
-    def load(self) -> Union[torch.Tensor, list[torch.Tensor]]:
+    def load(self) -> torch.Tensor | list[torch.Tensor]:
         """Everything in memory: `[N, L, D]` for a stacked file, else a list of layers."""
         if self.stacked:
             return torch.stack([self.layer(i) for i in range(len(self))], dim=1)
@@ -298,7 +298,7 @@ def _open_safetensors(path: str, key: str) -> FeatureFile:
     return FeatureFile(path, srcs, stacked, single=single)
 
 
-def open_features(path: Union[str, os.PathLike], *, key: str = "feats", mmap: bool = True) -> FeatureFile:
+def open_features(path: str | os.PathLike, *, key: str = "feats", mmap: bool = True) -> FeatureFile:
     """Open a feature file for layer-by-layer reading (see the module docstring).
 
     Args:
@@ -329,8 +329,8 @@ def open_features(path: Union[str, os.PathLike], *, key: str = "feats", mmap: bo
     return _open_safetensors(path, key)
 
 
-def load_features(path: Union[str, os.PathLike], *, key: str = "feats",
-                  mmap: bool = True) -> Union[torch.Tensor, list[torch.Tensor]]:
+def load_features(path: str | os.PathLike, *, key: str = "feats",
+                  mmap: bool = True) -> torch.Tensor | list[torch.Tensor]:
     """Read a whole feature file: a `[N, L, D]` tensor (platonic-rep layout) or a
     list of per-layer `[N, D_l]` tensors. Same checks as `open_features`."""
     with open_features(path, key=key, mmap=mmap) as ff:
@@ -357,7 +357,7 @@ def _layers_of(feats) -> tuple[bool, list[torch.Tensor]]:
     raise TypeError(f"feats must be a tensor or a non-empty list of tensors, got {type(feats).__name__}")
 
 
-def save_features(path: Union[str, os.PathLike], feats: Union[torch.Tensor, Sequence[torch.Tensor]], *,
+def save_features(path: str | os.PathLike, feats: torch.Tensor | Sequence[torch.Tensor], *,
                   key: str = "feats") -> None:
     """Write features atomically (nothing half-written is ever visible at `path`).
 

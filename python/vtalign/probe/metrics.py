@@ -26,15 +26,15 @@ cancels); every sum across GEMM blocks and every HSIC term is float64.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from vtalign.ops import cosine_knn
-from vtalign.ops.knn_lists import KNN_METRICS, _check_pair_lists, _cknna_terms, _list_backend, list_scores
-from vtalign.ops.knn import DEFAULT_WORKSPACE
 from vtalign.ops._common import check_int, full_precision_matmul
 from vtalign.ops._norm import unit_rows
+from vtalign.ops.knn import DEFAULT_WORKSPACE
+from vtalign.ops.knn_lists import KNN_METRICS, _check_pair_lists, _cknna_terms, _list_backend, list_scores
 
 GRAM_METRICS = ("cka", "unbiased_cka", "cknna")
 METRICS = KNN_METRICS + GRAM_METRICS

@@ -13,7 +13,7 @@ quantile runs over its L·D entries); a list of layers gets one per layer.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -67,7 +67,7 @@ def remove_outliers(feats: torch.Tensor, q: float = 0.95, *, exact: bool = False
     return feats.clamp(-t, t)
 
 
-def clamp_features(feats: Union[torch.Tensor, Sequence[torch.Tensor]], mode: str | None,
+def clamp_features(feats: torch.Tensor | Sequence[torch.Tensor], mode: str | None,
                    q: float = 0.95, *, name: str = "feats"):
     """Apply the clamp the way platonic-rep's `prepare_features` does.
 

@@ -5,13 +5,12 @@ place with os.replace, so an interrupted run never leaves a half-written report.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from vtalign._atomic import atomic_write, write_json, write_text  # noqa: F401  (re-exported)
 from vtalign._optional import MissingDependency, require
-
 
 PLOT_PURPOSE = "drawing plots"
 

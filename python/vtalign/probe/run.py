@@ -21,12 +21,19 @@ import torch
 
 import vtalign
 from vtalign._atomic import atomic_write, check_out_dir
-from vtalign._progress import Progress
+from vtalign._progress import progress_bar
 from vtalign.ops._common import check_int
 from vtalign.ops.knn import cosine_knn
 from vtalign.probe._checks import check_flag, check_seed
-from vtalign.probe.alignment import (LayerAlignment, _check_k, _check_n, _result, check_layer_options, clamp_layers,
-                                     read_layers)
+from vtalign.probe.alignment import (
+    LayerAlignment,
+    _check_k,
+    _check_n,
+    _result,
+    check_layer_options,
+    clamp_layers,
+    read_layers,
+)
 from vtalign.probe.calibration import Calibration, calibrate_lists, check_calibration_k
 from vtalign.probe.features import open_features
 from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, all_pair_scores, layer_count
@@ -84,7 +91,7 @@ def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options
     corrupt entry never makes every later run fail."""
     n = layer_count(layers)[0]
     out = []
-    with Progress(f"{label} search, layer", len(layers), enabled=progress) as bar:
+    with progress_bar(f"{label} kNN search", len(layers), enabled=progress, unit="layer") as bar:
         for i in range(len(layers)):
             path = None
             if cache_dir is not None:
@@ -95,7 +102,8 @@ def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options
                     idx, why = load_cached_lists(path, n, k)
                     if idx is not None:
                         out.append(idx)
-                        bar.step("cached")
+                        bar.set_postfix_str("cached", refresh=False)
+                        bar.update()
                         continue
                     print(f"vtalign: cache entry {path} was unreadable ({why}); recomputing it", file=sys.stderr)
             x = layers[i] if device is None else layers[i].to(device)
@@ -104,7 +112,7 @@ def cached_layer_lists(layers, file_id: str, k: int, *, normalize: bool, options
             if path is not None:
                 save_cached_lists(path, idx)
             out.append(idx)
-            bar.step()
+            bar.update()
     return torch.stack(out)
 
 

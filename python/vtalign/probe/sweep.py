@@ -1,13 +1,13 @@
 """Frames x captions sweeps: the measurements a test-time scaling law is fitted to."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from vtalign._progress import Progress
+from vtalign._progress import progress_bar
 from vtalign.ops._common import check_int
 from vtalign.probe._checks import check_backend, check_flag
 from vtalign.probe.alignment import layerwise_alignment
@@ -69,7 +69,7 @@ def scaling_sweep(video_features: Callable[[int], torch.Tensor], text_features: 
     check_flag("progress", progress)
     text = {c: text_features(c) for c in captions}
     nf, nc, sc, best = [], [], [], []
-    with Progress("sweep cell", len(frames) * len(captions), enabled=progress) as bar:
+    with progress_bar("sweep", len(frames) * len(captions), enabled=progress, unit="cell") as bar:
         for f in frames:
             v = video_features(f)
             for c in captions:
@@ -78,5 +78,5 @@ def scaling_sweep(video_features: Callable[[int], torch.Tensor], text_features: 
                 nc.append(c)
                 sc.append(r.best_score)
                 best.append(r.best)
-                bar.step()
+                bar.update()
     return Sweep(np.array(nf, dtype=float), np.array(nc, dtype=float), np.array(sc), best, metric, k)

@@ -29,7 +29,7 @@ Conventions shared by every backend (the Triton and C++ kernels follow them):
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

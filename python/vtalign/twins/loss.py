@@ -14,14 +14,14 @@ video→text direction (averaged), as CLIP does.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from vtalign.ops.soft_dtw import s2dtw_pairwise
 
-Lengths = Optional[Union[torch.Tensor, Sequence[int]]]
+Lengths = torch.Tensor | Sequence[int] | None
 REDUCTIONS = ("mean", "sum", "none")
 
 

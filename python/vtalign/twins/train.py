@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -110,7 +109,7 @@ def run(seed: int = 0, n_train: int = 2048, n_test: int = 256, cfg: TwinsTrainCo
     return out
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = training_parser("python -m vtalign.twins.train", __doc__.split("\n")[0],
                         data="synthetic clip/caption sequences", steps=TwinsTrainConfig.steps,
                         batch_size=TwinsTrainConfig.batch_size, n_train=2048, n_test=256)
