@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 import vtalign
 from tests._device import device_for
-from vtalign.ops._common import has_cpp
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import has_cpp, unit_rows
 from vtalign.probe.metrics import chance_level
 
 BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "reference", "triton"]

@@ -12,7 +12,7 @@ import vtalign
 from vtalign.ops._common import cpp, has_cpp
 
 pytestmark = pytest.mark.skipif(not has_cpp(), reason="needs the C++ extension")
-fused = importlib.import_module("vtalign.ops._soft_dtw_fused")
+fused = importlib.import_module("vtalign.ops.soft_dtw.cpp_fused")
 ops = importlib.import_module("vtalign.ops.soft_dtw")
 # Builds without AVX-512 have no lane kernels: every pair goes pair by pair, and the
 # tests below then check that path on the same cases, except those about lanes as such.

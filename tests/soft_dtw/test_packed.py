@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests._device import TRITON_DEVICE
-from tests._soft_dtw_kernels import compiled_barriers, run, same
+from tests.soft_dtw._kernels import compiled_barriers, run, same
 from vtalign.kernels.soft_dtw import PACK_BLOCK, soft_dtw_layout, soft_dtw_pairs, soft_dtw_plan
 from vtalign.reference import soft_dtw as ref
 
@@ -96,7 +96,7 @@ def test_ops_layer_packs_ragged_batches(gen):
 
 
 def test_compiled_packed_kernels_keep_the_diagonal_barrier():
-    # as for the one-pair kernels (tests/kernels/test_soft_dtw_triton.py): a bar.sync per
+    # as for the one-pair kernels (tests/soft_dtw/test_triton_kernels.py): a bar.sync per
     # diagonal, and no ld.global.nc (its non-coherent path need not see the CTA's stores)
     seen = compiled_barriers("soft_dtw:packed:LANES=8")
     assert set(seen) == {"_soft_dtw_fwd_packed_kernel", "_soft_dtw_bwd_packed_kernel"}, seen

@@ -142,22 +142,20 @@ def test_opcheck(backend, gen):
 
 
 def test_inner_product_in_chunks_equals_whole(gen):
-    from vtalign.ops.soft_dtw import _inner_f64
+    from vtalign.ops.soft_dtw.custom_ops import inner_f64
 
     E, C = torch.rand(7, 5, 6, generator=gen), torch.rand(7, 5, 6, generator=gen)
     whole = (E.double() * C.double()).sum((1, 2))
-    assert torch.equal(_inner_f64(E, C, budget=16 * 5 * 6 * 2), whole)  # two pairs a chunk
-    assert torch.equal(_inner_f64(E, C), whole)
+    assert torch.equal(inner_f64(E, C, budget=16 * 5 * 6 * 2), whole)  # two pairs a chunk
+    assert torch.equal(inner_f64(E, C), whole)
 
 
 def test_gamma_gradient_only_when_asked(gen, monkeypatch):
-    import importlib
-
-    sd = importlib.import_module("vtalign.ops.soft_dtw")  # the module, not the function
+    from vtalign.ops.soft_dtw import custom_ops
 
     calls = []
-    real = sd._inner_f64
-    monkeypatch.setattr(sd, "_inner_f64", lambda E, C, **kw: calls.append(1) or real(E, C, **kw))
+    real = custom_ops.inner_f64
+    monkeypatch.setattr(custom_ops, "inner_f64", lambda E, C, **kw: calls.append(1) or real(E, C, **kw))
     C = torch.rand(2, 4, 5, generator=gen, requires_grad=True)
     vtalign.soft_dtw_cost(C, 0.5, backend="torch").sum().backward()
     assert calls == []  # γ is a float: no ⟨E, C⟩, no float64 copies

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests._device import TRITON_DEVICE
-from tests._soft_dtw_kernels import compiled_barriers, run, same
+from tests.soft_dtw._kernels import compiled_barriers, run, same
 from vtalign.kernels import soft_dtw as sk
 from vtalign.kernels.soft_dtw import TILE, TILED_MAX_B, soft_dtw_layout, soft_dtw_tile
 from vtalign.reference import soft_dtw as ref

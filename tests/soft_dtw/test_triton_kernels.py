@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests._device import ON_CUDA, TRITON_DEVICE
-from tests._soft_dtw_kernels import compiled_barriers
+from tests.soft_dtw._kernels import compiled_barriers
 from vtalign.kernels.soft_dtw import soft_dtw_backward, soft_dtw_forward, soft_dtw_layout
 from vtalign.reference import soft_dtw as ref
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vtalign.mova.masks import ConceptMaskNetwork, TemporalMaskNetwork
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import unit_rows
 from vtalign.ops.contrastive import POOLS
 
 

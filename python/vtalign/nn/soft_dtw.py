@@ -11,14 +11,13 @@ no B×N×M×D tensor, and gradients w.r.t. γ when γ is a tensor.
 """
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 
 import torch
 
-# the module, not the function of the same name that vtalign.ops exports
-ops = importlib.import_module("vtalign.ops.soft_dtw")
+from vtalign.ops import soft_dtw as ops
+from vtalign.ops.soft_dtw.checks import check_pair
 
 
 class SoftDTW(torch.nn.Module):
@@ -62,7 +61,7 @@ class SoftDTW(torch.nn.Module):
                             normalize=self.normalize, backend=self.backend)
 
     def _forward_callable(self, X, Y):
-        ops._check_pair(X, Y, same_batch=True)
+        check_pair(X, Y, same_batch=True)
         v = ops.soft_dtw_cost(self.dist_func(X, Y), self.gamma, bandwidth=self.bandwidth,
                               backend=self.backend)
         if not self.normalize:

@@ -21,8 +21,14 @@ import math
 
 import torch
 
-from vtalign.ops._common import DeferredChecks, check_same_device, check_tensor, resolve_backend, triton_dtype_gap
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import (
+    DeferredChecks,
+    check_same_device,
+    check_tensor,
+    resolve_backend,
+    triton_dtype_gap,
+    unit_rows,
+)
 from vtalign.reference import contrastive as ref
 
 DEFAULT_WORKSPACE = 64 << 20  # a few [chunk, B] tiles; larger chunks amortise per-op overhead

@@ -21,8 +21,8 @@ from vtalign.ops._common import (
     eager_op,
     resolve_backend,
     triton_dtype_gap,
+    unit_rows,
 )
-from vtalign.ops._norm import unit_rows
 from vtalign.reference import knn as ref
 
 DEFAULT_WORKSPACE = 32 << 20  # one similarity tile: 2896 x 2896 float32

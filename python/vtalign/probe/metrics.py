@@ -31,8 +31,7 @@ from collections.abc import Sequence
 import torch
 
 from vtalign.ops import cosine_knn
-from vtalign.ops._common import check_int, full_precision_matmul
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import check_int, full_precision_matmul, unit_rows
 from vtalign.ops.knn import DEFAULT_WORKSPACE
 from vtalign.ops.knn_lists import KNN_METRICS, _check_pair_lists, _cknna_terms, _list_backend, list_scores
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import unit_rows
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

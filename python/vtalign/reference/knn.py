@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import unit_rows
 
 
 def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, normalize: bool = True,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import unit_rows
 
 KNN_METRICS = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn")
 GRAM_METRICS = ("cka", "unbiased_cka", "cknna")

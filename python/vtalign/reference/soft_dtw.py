@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import torch
 
-from vtalign.ops._norm import unit_rows
+from vtalign.ops._common import unit_rows
 
 INF = float("inf")
 

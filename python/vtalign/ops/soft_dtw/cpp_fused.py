@@ -14,7 +14,7 @@ needs no extra pass.
 
 Used by `vtalign.soft_dtw` for backend "cpp" when `fused_available` says so (full
 lane groups whose slab fits `FUSED_SLAB_LIMIT`, or at least one pair per thread
-on the pair path); everything else takes the custom-op path in soft_dtw.py.
+on the pair path); everything else takes the custom-op path (`custom_ops.py`).
 """
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ import threading
 
 import torch
 
-from vtalign.ops._common import cpp
+from vtalign.ops._common import cpp, eager_op
 
 FUSED_SLAB_LIMIT = 32 * 2**20  # per-thread scratch of one lane group, bytes
 
 # The dispatch below is plain Python over module constants of the C++ build, so that
 # torch.compile traces it; pybind calls were graph breaks, with a Dynamo warning each.
-# tests/ops/test_soft_dtw_lanes.py checks these mirrors against the C++ rules.
+# tests/soft_dtw/test_lanes.py checks these mirrors against the C++ rules.
 def lane_width(dtype: torch.dtype) -> int:
     """Pairs per C++ lane group for `dtype` (16 float32 / 8 float64), 0 when the build has
     no lane kernels (they need AVX-512) or the dtype has none."""
@@ -39,7 +39,7 @@ def lane_width(dtype: torch.dtype) -> int:
 
 def slab_bytes(N: int, M: int, dtype: torch.dtype) -> int:
     """Per-thread scratch of one lane group of [N, M] pairs: two weights per cell plus a
-    zero column, per lane (csrc/soft_dtw_fused.cpp: fused_slab_bytes)."""
+    zero column, per lane (csrc/soft_dtw_cpp_fused.cpp: fused_slab_bytes)."""
     return lane_width(dtype) * 2 * N * (M + 1) * torch.finfo(dtype).bits // 8
 
 
@@ -90,7 +90,7 @@ def _fused_impl(D: torch.Tensor, gamma: torch.Tensor, x_len: torch.Tensor, y_len
 
 
 # The op is what torch.compile traces (fake shapes, the mutation of D). Eager calls
-# from FeatureSoftDTW go straight to the implementation: the custom-op dispatch costs
+# from FeatureSoftDTW go straight to the implementation (`eager_op`): the custom-op dispatch costs
 # about 0.2 ms a call (a few % of a B = 32, N = M = 256 step) and imports torch._dynamo
 # on its first call (1.4 s here).
 _fused_op = torch.library.custom_op("vtalign::soft_dtw_fused", mutates_args=("D",))(_fused_impl)
@@ -102,6 +102,9 @@ def _(D, gamma, x_len, y_len, bandwidth, need_grad, need_ec, alpha, offset, clam
     k = 1 if need_grad else 0
     return (D.new_empty(P), D.new_empty(k * P, dtype=torch.float64), D.new_empty(k * P, N),
             D.new_empty(k * P, M))
+
+
+_fused = eager_op(_fused_op, _fused_impl)
 
 
 def sq_norms(t: torch.Tensor) -> torch.Tensor:
@@ -162,9 +165,8 @@ class FeatureSoftDTW(torch.autograd.Function):
                 yn: torch.Tensor):
         need_grad = any(ctx.needs_input_grad[:3])
         dot = torch.bmm(x, y.transpose(1, 2), out=_gemm_buffer(x.shape[0], x.shape[1], y.shape[1], x.dtype))
-        op = _fused_op if torch.compiler.is_compiling() else _fused_impl
-        values, EC, rows, cols = op(dot, gamma, x_len, y_len, int(bandwidth), need_grad, ctx.needs_input_grad[2],
-                                    -2.0 if sq else -1.0, 0.0 if sq else float(offset), sq, xn, yn)
+        values, EC, rows, cols = _fused(dot, gamma, x_len, y_len, int(bandwidth), need_grad, ctx.needs_input_grad[2],
+                                   -2.0 if sq else -1.0, 0.0 if sq else float(offset), sq, xn, yn)
         gx = gy = x.new_empty(0)
         if need_grad:  # dot now holds E.
             # ∂/∂x of Σ E·|x − y|² is 2(rowsum(E)·x − E·y); of Σ E·(offset − x·y) it is −E·y:
