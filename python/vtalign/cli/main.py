@@ -28,7 +28,7 @@ from vtalign.cli._args import VtalignParser
 from vtalign.cli.bench import run_bench
 
 # each names a module of this package holding `add_parser(sub)`; the order is --help's
-COMMANDS = ("probe", "scaling", "demo", "selftest", "bench")
+COMMANDS = ("probe", "extract", "sweep", "scaling", "demo", "selftest", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
