@@ -8,22 +8,27 @@ import torch
 import torch.distributed as dist
 
 from vtalign._distributed_knn import knn  # noqa: F401  (sharded exact kNN, its own module)
-from vtalign.ops._common import check_finite, check_tensor, resolve_backend, triton_dtype_gap
+from vtalign.ops._common import (
+    check_finite,
+    check_precision,
+    check_tensor,
+    compute_dtype,
+    resolve_backend,
+    triton_dtype_gap,
+    unit_rows_for,
+)
 from vtalign.ops.contrastive import (
     DEFAULT_WORKSPACE,
-    _check_common,
-    _check_precision,
-    _compute_dtype,
-    _unit,
     check_logit_scale,
     check_positive_rows,
     check_slot_inputs,
     infonce_parts,
     slot_parts,
 )
+from vtalign.ops.contrastive.checks import check_common
 
 # =============================================================================
-# Global-negative contrastive losses (issue 4). Self-contained section: it needs
+# Global-negative contrastive losses. Self-contained section: it needs
 # nothing from the kNN section and nothing outside torch.distributed and
 # vtalign.ops.contrastive.
 #
@@ -149,8 +154,8 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     check_tensor("b", b, ndims=(2,))
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape [n_r, D], got {tuple(a.shape)} and {tuple(b.shape)}")
-    _check_common(symmetric, reduction, a.shape[0], b.shape[0])
-    _check_precision(precision)
+    check_common(symmetric, reduction, a.shape[0], b.shape[0])
+    check_precision(precision)
     scale = check_logit_scale(logit_scale, a.device)
     check_finite("a", a)
     check_finite("b", b)
@@ -159,9 +164,9 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
         raise ValueError("backend='reference' is single-process; use 'torch' (or 'auto') here")
     sizes, off, total = _shard_geometry(a.shape[0], a.device, group)
     pos = _global_positives(positives, total, a.device, symmetric)
-    cdt = _compute_dtype(a, b)
-    a_hat = _unit(a, cdt, be)
-    b_hat = _unit(b, cdt, be).to(a_hat.dtype)
+    cdt = compute_dtype(a, b)
+    a_hat = unit_rows_for(a, cdt, be)
+    b_hat = unit_rows_for(b, cdt, be).to(a_hat.dtype)
     n = a.shape[0]
     kw = dict(backend=be, max_workspace_bytes=max_workspace_bytes, precision=precision)
     b_all = _AllGatherWithGrad.apply(b_hat, sizes, group)
@@ -190,8 +195,8 @@ def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tenso
     if ta.shape != vb.shape:
         raise ValueError(f"ta and vb must have the same shape [n_r, T, D], got {tuple(ta.shape)} and "
                          f"{tuple(vb.shape)}")
-    _check_common(symmetric, reduction, ta.shape[0], vb.shape[0])
-    _check_precision(precision)
+    check_common(symmetric, reduction, ta.shape[0], vb.shape[0])
+    check_precision(precision)
     scale = check_logit_scale(logit_scale, ta.device)
     check_finite("ta", ta)
     check_finite("vb", vb)
@@ -200,9 +205,9 @@ def slot_contrastive_loss(ta: torch.Tensor, vb: torch.Tensor, valid: torch.Tenso
         raise ValueError("backend='reference' is single-process; use 'torch' (or 'auto') here")
     sizes, off, total = _shard_geometry(ta.shape[0], ta.device, group)
     pos = _global_positives(positives, total, ta.device, symmetric)
-    cdt = _compute_dtype(ta, vb)
-    ta_hat = _unit(ta, cdt, be)
-    vb_hat = _unit(vb, cdt, be).to(ta_hat.dtype)
+    cdt = compute_dtype(ta, vb)
+    ta_hat = unit_rows_for(ta, cdt, be)
+    vb_hat = unit_rows_for(vb, cdt, be).to(ta_hat.dtype)
     n = ta.shape[0]
     kw = dict(pool=pool, pool_temperature=float(pool_temperature), backend=be,
               max_workspace_bytes=max_workspace_bytes, precision=precision)

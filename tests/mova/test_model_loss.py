@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import vtalign.ops.contrastive as ops_contrastive
+import vtalign.ops.contrastive.api as ops_contrastive
 from vtalign.mova import ClipBaseline, MoVA, MoVALoss, mask_density, masked_mean, pool_slots
 from vtalign.ops._common import has_cpp
 from vtalign.reference import contrastive as ref

@@ -14,6 +14,8 @@ from vtalign.ops._common import has_cpp
 from vtalign.reference import contrastive as ref
 
 cmod = importlib.import_module("vtalign.ops.contrastive")
+cops = importlib.import_module("vtalign.ops.contrastive.custom_ops")
+chunked = importlib.import_module("vtalign.ops.contrastive.chunked_torch")
 
 BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "triton"]
 
@@ -178,11 +180,11 @@ def test_opcheck(backend, gen):
     b = torch.nn.functional.normalize(torch.randn(18, 16, generator=gen), dim=1).to(dev).requires_grad_(True)
     s = torch.tensor(5.0, device=dev, requires_grad=True)
     pos = random_positives(18, 18, gen).to(dev)
-    torch.library.opcheck(cmod._infonce_op, (a, b, s, None, 0, True, True, backend, 1 << 20, "ieee"))
-    torch.library.opcheck(cmod._infonce_op, (a, b[:11], s, pos[:, :11], 0, True, False, backend, 256, "ieee"))
-    _, _, rs, cs = cmod._infonce_op(a, b, s, pos, 0, True, True, backend, 1 << 20, "ieee")
+    torch.library.opcheck(cops.infonce_op, (a, b, s, None, 0, True, True, backend, 1 << 20, "ieee"))
+    torch.library.opcheck(cops.infonce_op, (a, b[:11], s, pos[:, :11], 0, True, False, backend, 256, "ieee"))
+    _, _, rs, cs = cops.infonce_op(a, b, s, pos, 0, True, True, backend, 1 << 20, "ieee")
     g = torch.rand(18, generator=gen).to(dev)
-    torch.library.opcheck(cmod._infonce_backward_op, (a.detach(), b.detach(), s.detach(), pos, 0, True, True,
+    torch.library.opcheck(cops.infonce_backward_op, (a.detach(), b.detach(), s.detach(), pos, 0, True, True,
                                                        rs.detach(), cs.detach(), g, g.flip(0), backend, 256, "ieee"))
 
 

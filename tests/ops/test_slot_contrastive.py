@@ -13,6 +13,8 @@ from vtalign.ops._common import has_cpp
 from vtalign.reference import contrastive as ref
 
 cmod = importlib.import_module("vtalign.ops.contrastive")
+cops = importlib.import_module("vtalign.ops.contrastive.custom_ops")
+chunked = importlib.import_module("vtalign.ops.contrastive.chunked_torch")
 
 BACKENDS = (["cpp"] if has_cpp() else []) + ["torch", "triton"]
 POOLS = ["mean", "max", "lse"]
@@ -148,11 +150,11 @@ def test_opcheck(backend, gen):
     valid = valid.to(dev)
     s = torch.tensor(5.0, device=dev, requires_grad=True)
     for pool in ("max", "lse"):
-        torch.library.opcheck(cmod._slot_op, (ta, vb, valid, s, None, 0, True, True, pool, 0.2, backend,
+        torch.library.opcheck(cops.slot_op, (ta, vb, valid, s, None, 0, True, True, pool, 0.2, backend,
                                               1 << 20, "ieee"))
-        _, _, rs, cs = cmod._slot_op(ta, vb, valid, s, None, 0, True, True, pool, 0.2, backend, 1 << 20, "ieee")
+        _, _, rs, cs = cops.slot_op(ta, vb, valid, s, None, 0, True, True, pool, 0.2, backend, 1 << 20, "ieee")
         g = torch.rand(17, generator=gen).to(dev)
-        torch.library.opcheck(cmod._slot_backward_op, (ta.detach(), vb.detach(), valid, s.detach(), None, 0, True,
+        torch.library.opcheck(cops.slot_backward_op, (ta.detach(), vb.detach(), valid, s.detach(), None, 0, True,
                                                        True, pool, 0.2, rs.detach(), cs.detach(), g, g.flip(0),
                                                        backend, 1 << 20, "ieee"))
 
@@ -161,18 +163,18 @@ def test_workspace_bounds_the_chunk(gen, monkeypatch):
     """The CPU path never forms more than one [chunk, M, T] slab, whatever the batch."""
     ta, vb, valid = make(40, 40, 3, 4, gen)
     seen = []
-    real = cmod._pool_frames
+    real = chunked.pool_frames
 
     def spy(cos, *a, **k):
         seen.append(cos.shape)
         return real(cos, *a, **k)
 
-    monkeypatch.setattr(cmod, "_pool_frames", spy)
+    monkeypatch.setattr(chunked, "pool_frames", spy)
     ws = 40 * 3 * 4 * 60
     out = vtalign.slot_contrastive_loss(ta.requires_grad_(True), vb, valid, 5.0, pool="max", backend="torch",
                                         max_workspace_bytes=ws)
     out.backward()
-    assert seen and max(s[1] for s in seen) == cmod._slot_chunk(40, 3, 4, ws) < 40
+    assert seen and max(s[1] for s in seen) == chunked.slot_chunk(40, 3, 4, ws) < 40
     torch.testing.assert_close(out.double(), ref.slot_contrastive_loss(ta, vb, valid, 5.0, pool="max"))
 
 
