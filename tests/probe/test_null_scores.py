@@ -112,3 +112,16 @@ def test_lists_are_reused():
     r1 = calibrated_alignment(a, b, "cknna", K_NN, n_permutations=10, lists=lists)
     r2 = calibrated_alignment(a, b, "cknna", K_NN, n_permutations=10)
     assert r1.statistic == r2.statistic and torch.equal(r1.null, r2.null)
+
+
+def test_overlap_index_counts_equal_the_list_kernel():
+    from vtalign.probe.null_scores import knn_null
+    from vtalign.probe.overlap_null import OverlapIndex
+
+    a, b = _layers(6)
+    ia, ib = layer_lists(a, K_NN), layer_lists(b, K_NN)
+    perms = draw_permutations(N, 7, generator=torch.Generator().manual_seed(1))
+    index = OverlapIndex([ia, ib, ia[:1]])
+    per_model = index.split(index.counts(ib, perms))
+    for lists, got in zip((ia, ib, ia[:1]), per_model):
+        assert torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))

@@ -170,8 +170,9 @@ def calibrate_layers(X_layers: list[torch.Tensor], Y_layers: list[torch.Tensor],
         obs, null = null_scores(metric, list(X_layers), list(Y_layers), perms, k=k, normalize=normalize)
         # float32 score matrices, aggregated one at a time like upstream's loop, so the
         # statistics (and so p and τ) are the very numbers upstream compares
-        t_obs = _f32(agg_fn(obs.to(device, torch.float32)), device)
-        null_t = torch.stack([_f32(agg_fn(s), device) for s in null.to(device, torch.float32)])
+        # (contiguous: a reduction over a strided view may sum in another order)
+        t_obs = _f32(agg_fn(obs.to(device, torch.float32).contiguous()), device)
+        null_t = torch.stack([_f32(agg_fn(s), device) for s in null.to(device, torch.float32).contiguous()])
         return _finish(t_obs, null_t, alpha, smax)
     if perm_fn is None:
         perm_fn = functools.partial(_randperm, generator=generator)

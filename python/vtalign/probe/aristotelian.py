@@ -37,6 +37,7 @@ from vtalign.probe.metrics import (
     list_scores,
 )
 from vtalign.probe.null_scores import CknnaNull, GramNull, draw_permutations, knn_null
+from vtalign.probe.overlap_null import mutual_knn_null
 
 Aggregate = str | Callable[[torch.Tensor], torch.Tensor]
 AGGREGATES = ("max", "mean")
@@ -163,6 +164,8 @@ def null_scores(metric: str, layers_a: Sequence[torch.Tensor], layers_b: Sequenc
         lists = (layer_lists(layers_a, k, **kw), layer_lists(layers_b, k, **kw))
     if metric in KNN_METRICS:
         obs = list_scores(metric, lists[0], lists[1], backend=backend)
+        if metric == "mutual_knn":  # the index answers every permutation without re-indexing B's lists
+            return obs, mutual_knn_null(lists[0], lists[1], allp[1:])
         return obs, knn_null(lists[0], lists[1], metric, allp[1:], backend=backend)
     if metric == "cknna":
         s = CknnaNull(layers_a, layers_b, lists[0], lists[1], normalize=normalize, backend=backend,
