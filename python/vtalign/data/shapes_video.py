@@ -36,13 +36,15 @@ class ShapeClip:
 
 
 def captions_for(colour: str, shape: str, motion: str) -> list[str]:
-    """Five captions of one clip, most informative first (all three attributes),
-    then captions that each add one attribute in other words."""
-    return [f"a {colour} {shape} moves {motion}",
-            f"the {shape} slides to the {motion}" if motion in ("left", "right") else f"the {shape} slides {motion}",
+    """Five captions of one clip. The first names the shape and the motion but not
+    the colour, the second only the colour, the later ones repeat attributes in
+    other words: one caption leaves the colour out, two or more name everything."""
+    slide = f"to the {motion}" if motion in ("left", "right") else motion
+    return [f"a {shape} moves {motion}",
             f"a {colour} object on a dark background",
+            f"the {shape} slides {slide}",
             f"it starts near {_WHERE[motion]} of the frame",
-            f"a single {shape} travels {motion}ward across the picture"]
+            f"a single {colour} {shape} travels {motion}ward across the picture"]
 
 
 def render_clip(colour: str, shape: str, motion: str, *, frames: int = 16, size: int = 64,
