@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.vtalign-installed
 LOCK   := requirements/constraints.txt
 DEPS   := pyproject.toml CMakeLists.txt Makefile $(LOCK) $(wildcard csrc/*.cpp csrc/*.h)
 
-.PHONY: setup demo test bench clean lock
+.PHONY: setup demo demo-real test bench clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/vtalign demo
+
+# the raw-video path offline: generated MP4s -> extract video / text -> sweep -> fit (under a minute on 2 cores)
+demo-real: setup
+	$(VENV)/bin/vtalign demo --real
 
 test: setup
 	$(PY) -m ruff check .
