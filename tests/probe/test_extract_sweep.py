@@ -177,3 +177,14 @@ def test_sweep_refuses_files_in_another_sample_order(run, tmp_path):
     extract_text(reordered, str(minilm.get_model_path()), [1, 2, 3], other, name="m", progress=False)
     with pytest.raises(ValueError, match="not in the same order"):
         sweep_files(run["vfiles"], [other], k=5, progress=False)
+
+
+def test_demo_real_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--real", "--n", "16", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "What this shows" in text and "kNN searches served all 25 cells" in text
+    report = json.load(open(out / "sweep" / "sweep.json"))
+    assert len(report["cells"]) == 25 and report["fit"] is not None
+    assert main(["demo", "--real", "--n", "4", "--out", str(out)]) == 2
+    assert "at least 8 videos" in capsys.readouterr().err
