@@ -1,4 +1,4 @@
-"""`vtalign probe A B`: every layer of A against every layer of B."""
+"""`vtalign probe A B`: every layer of A against every layer of B; `--a FILES... --b FILES...`: a leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import os
 import sys
 
 from vtalign.cli._args import _probe_device, int_in, positive_int, seed_int
+from vtalign.cli._leaderboard import add_leaderboard_arguments, cmd_leaderboard
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -16,6 +17,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_dir(args.out, "--out")
     device = _probe_device(args.device, args.backend)
+    if args.models_a is not None or args.models_b is not None:
+        return cmd_leaderboard(args, device)
+    if args.a is None or args.b is None:
+        raise ValueError("give two feature files (vtalign probe A B) or a leaderboard (--a FILES... --b FILES...)")
     res = probe_files(args.a, args.b, metrics=args.metric, k=args.k, out_dir=args.out,
                       normalize=not args.no_normalize, concat=args.concat, outliers=args.outliers,
                       key=args.key, calibrate=args.calibrate, permutations=args.permutations,
@@ -34,8 +39,9 @@ def add_parser(sub) -> None:
     from vtalign.probe.metrics import METRICS
 
     pr = sub.add_parser("probe", help="align every layer of feature file A with every layer of B")
-    pr.add_argument("a", help="features of model A (.pt with 'feats' [N, L, D], .npy, .npz, .safetensors)")
-    pr.add_argument("b", help="features of model B, same N")
+    pr.add_argument("a", nargs="?", help="features of model A (.pt with 'feats' [N, L, D], .npy, .npz, .safetensors)")
+    pr.add_argument("b", nargs="?", help="features of model B, same N")
+    add_leaderboard_arguments(pr)
     pr.add_argument("--metric", nargs="+", default=["mutual_knn"], choices=list(METRICS) + ["all"])
     pr.add_argument("--k", type=positive_int, default=10, help="neighbours per sample, in [1, N-1]")
     pr.add_argument("--out", default=None, help="folder for summary.json/.md, heat maps and the kNN cache")
