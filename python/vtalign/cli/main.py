@@ -90,5 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vtalign {args.cmd}: error: {os_error_line(e, options)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vtalign {args.cmd}: interrupted (finished layers stay cached; rerun to resume)", file=sys.stderr)
+        done = "batches" if args.cmd == "extract" else "layers"
+        print(f"vtalign {args.cmd}: interrupted (finished {done} stay cached; rerun to resume)", file=sys.stderr)
         return 130
