@@ -51,10 +51,16 @@ def run_extraction(samples: Sequence[Sample], counts: Sequence[int], paths: dict
     return [paths[c] for c in counts]
 
 
-def check_batch_args(out_dir: str, counts: Sequence[int], batch_size: int, option: str) -> list[int]:
-    """The counts as sorted distinct ints >= 1, and a usable output folder (nothing created)."""
+def check_batch_args(samples: Sequence[Sample], out_dir: str, counts: Sequence[int], batch_size: int,
+                     option: str) -> list[int]:
+    """Samples present, the counts as sorted distinct ints >= 1, and a usable output folder (nothing created)."""
     from vtalign._atomic import check_out_dir
     from vtalign.ops._common import check_int
+
+    if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence) or not samples:
+        raise ValueError("samples must be a non-empty list of Sample (read_manifest / folder_samples)")
+    if not all(isinstance(s, Sample) for s in samples):
+        raise TypeError("samples must hold vtalign.probe.manifest.Sample entries")
 
     if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence) or not counts:
         raise ValueError(f"{option} must be a non-empty list of counts, got {counts!r}")

@@ -47,7 +47,7 @@ def extract_text(samples: Sequence[Sample], model: str, captions: Sequence[int],
     Returns:
         The files written, in ascending n_c.
     """
-    counts = check_batch_args(out_dir, captions, batch_size, "captions")
+    counts = check_batch_args(samples, out_dir, captions, batch_size, "captions")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if fmt not in FORMATS:

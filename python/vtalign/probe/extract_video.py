@@ -98,7 +98,7 @@ def extract_video(samples: Sequence[Sample], model: str, frames: Sequence[int], 
     Returns:
         The files written, in ascending n_f.
     """
-    counts = check_batch_args(out_dir, frames, batch_size, "frames")
+    counts = check_batch_args(samples, out_dir, frames, batch_size, "frames")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if image_frames not in IMAGE_FRAMES:
