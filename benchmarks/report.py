@@ -28,7 +28,7 @@ H100 = dict(tf32=494.7e12, bf16=989.4e12, fp32=66.9e12, hbm=3.35e12)
 
 
 def cost_model() -> list[dict]:
-    """DESIGN.md §5 floors for representative sizes, per kernel."""
+    """docs/design.md §5 floors for representative sizes, per kernel."""
     rows = []
 
     def add(kernel, workload, flops=0.0, bytes_=0.0, unit="tf32", note=""):

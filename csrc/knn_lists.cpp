@@ -1,5 +1,5 @@
 // Order-aware and graph-aware metrics over kNN lists, every layer pair in one call
-// (DESIGN.md §3.2). The lists of each layer are computed once upstream; here each
+// (docs/design.md §3.2). The lists of each layer are computed once upstream; here each
 // (la, lb) pair only walks the [N, k] index lists, so nothing is N x N.
 //
 // list_scores: per-sample integer scores for every pair --

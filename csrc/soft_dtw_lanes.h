@@ -8,16 +8,10 @@
 // per-diagonal bookkeeping. Across pairs every cell is one full-width vector
 // op on contiguous data, whatever the lengths or the band.
 //
-// Why weights instead of R. The backward recurrence
-//   E[p] = Σ_s E[s]·w(p→s),  w(p→s) = e^{(R[s] − C[s] − R[p])/γ},
-// needs three exps per cell when rebuilt from R. But w(p→s) is exactly the
-// soft-min weight the forward already computed at s: R[s] − C[s] = softmin,
-// so w(p→s) = e^{(min − R[p])/γ} / Σ. The forward stores, per cell s, the
-// weights towards its up (I−1, J) and left (I, J−1) predecessors; the diagonal
-// one is 1 − w_up − w_left (they sum to 1). The backward is then a few FMAs per
-// cell and no transcendental: on this machine's one 512-bit FMA port an exp
-// costs about as much as the whole weighted sum. (Deriving the third weight
-// rounds at the level of 1 ulp of 1, i.e. an absolute 6e-8 / 1e-16.)
+// State: the soft-min weights each cell gave its up (I−1, J) and left (I, J−1)
+// predecessors, not R (derivation: docs/soft_dtw.md, "The state between forward
+// and backward"). The backward is then a few FMAs per cell and no exp: on a
+// 512-bit FMA port an exp costs about as much as the whole weighted sum.
 //
 // Layout. The group's state slab is W[N][M+1][2][L] (lane innermost; column
 // M+1 stays 0 so the backward can read one column past any lane). R lives in a

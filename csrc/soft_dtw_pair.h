@@ -1,6 +1,6 @@
 // Per-pair soft-DTW kernels (anti-diagonal layout) and the batch helpers shared
 // by the drivers in soft_dtw.cpp (custom-op forward/backward) and
-// soft_dtw_fused.cpp (fused forward+backward). DESIGN.md §3.4; rule and
+// soft_dtw_fused.cpp (fused forward+backward). docs/design.md §3.4; rule and
 // conventions in python/vtalign/reference/soft_dtw.py.
 //
 // Layout. Each pair's DP matrix is bordered to (n+2) x (m+2) (row/column 0 is
@@ -114,10 +114,7 @@ inline void team_barrier(int nt) {
 // State of one pair: the soft-min weights each cell gave its up (I−1, J) and left
 // (I, J−1) predecessors, w_up at g.at(I, J) and w_left at size + g.at(I, J) (the
 // diagonal one is 1 − w_up − w_left); border cells and cells outside the band weigh
-// 0. Why weights and not R, as in the lane path (soft_dtw_lanes.h): the backward then
-// needs no exp, and its float32 accuracy no longer depends on ulp(R)/γ (rebuilding
-// a weight e^{(R[s] − C[s] − R[p])/γ} from a float32 R that has grown to ~1e3 is off
-// by several percent at γ = 1e-3).
+// 0. Why weights and not R: docs/soft_dtw.md, "The state between forward and backward".
 template <typename T>
 inline int64_t pair_state_slots(int64_t N, int64_t M) {
   return 2 * (N + 2) * (M + 2);

@@ -1,4 +1,4 @@
-"""Triton kernels for the contrastive losses (DESIGN.md §3.3, §3.5).
+"""Triton kernels for the contrastive losses (docs/design.md §3.3, §3.5).
 
 The grid is (row blocks, column splits). Program (i, s) owns a block of rows of X and
 streams the column tiles of split s of Y (flash-style): the forward keeps an online

@@ -32,16 +32,12 @@ same values and E; the state's layout does not depend on the packing or tiling.
 State. The forward keeps R only for the last three diagonals (a ring [B, 3, N],
 indexed by row) and stores, per cell, the soft-min weights it gave its up and left
 predecessors (the diagonal one is 1 minus their sum; w_up = -1 marks a cell at +inf,
-which passes on nothing). The backward recurrence
-E[p] = Σ_s E[s]·e^{(R[s] − C[s] − R[p])/γ} reuses exactly those weights
-(w(p→s) = e^{(min_s − R[p])/γ}/Σ_s is the soft-min weight s gave p), so it reads
-neither C nor R and needs no exp. Why not R, as pytorch-softdtw-cuda keeps: rebuilt
-from float32 R, a weight carries ulp(R)/γ of error, and R grows with the length
-(gradients 6e-4 off at γ = 0.01 against 1e-5 from stored weights; the C++ kernels
-made the same change). The weights are stored diagonal-major, so the reads and
-writes of a chunk are contiguous (coalesced) runs; only C and E, which live
-row-major for the caller, are read with a stride of M-1 along a diagonal (each
-cache line is then reused by 32 consecutive diagonals):
+which passes on nothing); the backward reads only those weights and E, no C, no R,
+no exp (why: docs/soft_dtw.md, "The state between forward and backward").
+The weights are stored diagonal-major, so the reads and writes of a chunk are
+contiguous (coalesced) runs; only C and E, which live row-major for the caller,
+are read with a stride of M-1 along a diagonal (each cache line is then reused by
+32 consecutive diagonals):
   * no band (or a band too wide to save memory): pair b's n_b x m_b cells packed
     diagonal after diagonal, n_b*m_b slots per weight;
   * a Sakoe-Chiba band of half-width w: a band meets each anti-diagonal in at

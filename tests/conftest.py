@@ -1,6 +1,6 @@
 """Test-wide setup. Whether the Triton kernels run on the GPU or in the interpreter is
 decided in tests/_device.py, imported here before anything imports vtalign: a kernel
-picks the interpreter when it is defined (DESIGN.md §4)."""
+picks the interpreter when it is defined (docs/design.md §4)."""
 import os
 import types
 

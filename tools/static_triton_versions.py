@@ -1,4 +1,4 @@
-"""Static GPU check (DESIGN.md §4) across triton releases, no GPU needed.
+"""Static GPU check (docs/design.md §4) across triton releases, no GPU needed.
 
     python tools/static_triton_versions.py [--only MODULE] [VERSION ...]
                                                   # default: 3.6.0 3.7.1 3.8.0 3.9.0

@@ -1,4 +1,4 @@
-"""contrastive_loss (DESIGN.md §3.3) on every backend against the float64 reference."""
+"""contrastive_loss (docs/design.md §3.3) on every backend against the float64 reference."""
 import importlib
 import math
 

@@ -1,4 +1,4 @@
-"""cosine_knn / knn on every backend against the float64 reference (DESIGN.md §3.1)."""
+"""cosine_knn / knn on every backend against the float64 reference (docs/design.md §3.1)."""
 import importlib
 
 import pytest

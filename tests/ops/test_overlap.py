@@ -41,7 +41,7 @@ def test_int32_lists_accepted(gen):
 
 
 def platonic_mutual_knn(feats_a, feats_b, topk):
-    """DESIGN.md §3.2 / platonic-rep: dense Gram, argsort, dense masks (float64)."""
+    """docs/design.md §3.2 / platonic-rep: dense Gram, argsort, dense masks (float64)."""
     def nn(f):
         f = torch.nn.functional.normalize(f.double(), dim=-1)
         return (f @ f.T).fill_diagonal_(-1e8).argsort(dim=1, descending=True)[:, :topk]

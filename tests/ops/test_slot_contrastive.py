@@ -1,4 +1,4 @@
-"""slot_contrastive_loss (DESIGN.md §3.3, §3.5) on every backend against the float64 reference."""
+"""slot_contrastive_loss (docs/design.md §3.3, §3.5) on every backend against the float64 reference."""
 import importlib
 
 import pytest

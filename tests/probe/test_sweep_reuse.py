@@ -19,22 +19,23 @@ FRAMES, CAPTIONS = [1, 2, 4, 8], [1, 2, 3, 5]
 @pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "edit_distance_knn", "cka"])
 def test_reusing_sweep_equals_the_per_cell_computation(metric):
     data = video_text_set(n=96, seed=1)
+    V, T = {f: data.video_features(f) for f in FRAMES}, {c: data.text_features(c) for c in CAPTIONS}
     calls = {"v": 0, "t": 0}
 
     def video(f):
         calls["v"] += 1
-        return data.video_features(f)
+        return V[f]
 
     def text(c):
         calls["t"] += 1
-        return data.text_features(c)
+        return T[c]
 
     s = scaling_sweep(video, text, FRAMES, CAPTIONS, metric=metric, k=7, progress=False, keep_layer_scores=True)
     assert calls == {"v": len(FRAMES), "t": len(CAPTIONS)}  # features (and lists) once per axis value
     i = 0
     for f in FRAMES:
         for c in CAPTIONS:
-            r = layerwise_alignment(data.video_features(f), data.text_features(c), metric=metric, k=7)
+            r = layerwise_alignment(V[f], T[c], metric=metric, k=7)
             assert torch.equal(s.layer_scores[i], r.scores) and s.best_pairs[i] == r.best
             assert s.scores[i] == r.best_score and (s.n_frames[i], s.n_captions[i]) == (f, c)
             i += 1

@@ -1,4 +1,4 @@
-"""S2DTW (VT-TWINS, DESIGN.md §3.4 steps 1–3): every backend equals ordinary soft-DTW
+"""S2DTW (VT-TWINS, docs/design.md §3.4 steps 1–3): every backend equals ordinary soft-DTW
 on the explicitly built (2n+1) x (2m+1) weak-alignment matrix."""
 import importlib
 import math

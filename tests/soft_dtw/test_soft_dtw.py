@@ -1,5 +1,5 @@
 """soft_dtw / soft_dtw_cost / pairwise / alignment on every backend against the
-float64 reference (DESIGN.md §3.4): values, E, gradients (C, x, y, γ), unequal
+float64 reference (docs/design.md §3.4): values, E, gradients (C, x, y, γ), unequal
 lengths, bands, ragged batches, pairwise, the drop-in nn.SoftDTW."""
 import importlib
 import math

@@ -1,4 +1,4 @@
-"""Triton soft-DTW kernels against the float64 reference (DESIGN.md §3.4): on the GPU
+"""Triton soft-DTW kernels against the float64 reference (docs/design.md §3.4): on the GPU
 when there is one, else in the interpreter (tests/_device.py).
 
 Shapes stay tiny: the interpreter pays per program and per op, and a program

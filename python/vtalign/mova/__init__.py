@@ -1,4 +1,4 @@
-"""Reference MoVA (DESIGN.md §3.5): dual asymmetric projections with binary mask networks,
+"""Reference MoVA (docs/design.md §3.5): dual asymmetric projections with binary mask networks,
 its loss over vtalign's contrastive ops, retrieval metrics and mask–window agreement."""
 from vtalign.mova.agreement import auc, mask_window_auc
 from vtalign.mova.loss import MoVALoss, mask_density

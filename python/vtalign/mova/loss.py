@@ -1,4 +1,4 @@
-"""MoVA's training loss: L = λg·L_global + λtv·L_temporal + λs·(mask density), DESIGN.md §3.5.
+"""MoVA's training loss: L = λg·L_global + λtv·L_temporal + λs·(mask density), docs/design.md §3.5.
 
 Both contrastive terms go through vtalign's public ops (`contrastive_loss`,
 `slot_contrastive_loss`) with backend "auto", so they run the fused kernels wherever

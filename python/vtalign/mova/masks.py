@@ -1,4 +1,4 @@
-"""MoVA's mask networks (DESIGN.md §3.5): binary masks with straight-through gradients.
+"""MoVA's mask networks (docs/design.md §3.5): binary masks with straight-through gradients.
 
 A mask is binary in the forward pass (a dimension is in or out of the subspace) and
 differentiable in the backward pass through the sigmoid it thresholds (the

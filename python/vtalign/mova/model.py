@@ -1,4 +1,4 @@
-"""MoVA (DESIGN.md §3.5) and its CLIP-style baseline over precomputed features.
+"""MoVA (docs/design.md §3.5) and its CLIP-style baseline over precomputed features.
 
 Both models share the projections: a per-frame video MLP z^V[b,t] and a caption MLP
 z^T[b], into one D-dim space. MoVA adds the two mask networks; the baseline scores a
@@ -53,7 +53,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 def pool_slots(cos: torch.Tensor, valid: torch.Tensor, pool: str, pool_temperature: float) -> torch.Tensor:
     """Pool slot cosines `[Nc, Nv, T]` over video j's valid frames `[Nv, T]` -> `[Nc, Nv]`,
-    exactly as `vtalign.slot_contrastive_loss` pools them (DESIGN.md §3.3)."""
+    exactly as `vtalign.slot_contrastive_loss` pools them (docs/design.md §3.3)."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     v = valid[None, :, :]

@@ -78,7 +78,7 @@ class SoftDTW(torch.nn.Module):
 
 
 class S2DTW(torch.nn.Module):
-    """VT-TWINS' S2DTW (locally smoothed soft-DTW with weak alignment), DESIGN.md §3.4.
+    """VT-TWINS' S2DTW (locally smoothed soft-DTW with weak alignment), docs/design.md §3.4.
 
     `forward(x [B, N, D], y [B, M, D]) -> [B]`; `pairwise(x [B1, N, D], y [B2, M, D])
     -> [B1, B2]` (the score matrix of a sequence-contrastive loss, one GEMM and one

@@ -1,4 +1,4 @@
-"""Batched cosine kNN (DESIGN.md §3.1): checks, backend choice, torch.library ops.
+"""Batched cosine kNN (docs/design.md §3.1): checks, backend choice, torch.library ops.
 
 CPU: torch computes similarity tiles with BLAS and the C++ core folds each tile
 into a running top-k, so memory stays O(L·N·k) plus one tile

@@ -1,4 +1,4 @@
-"""Metrics over ordered kNN lists for every layer pair at once (DESIGN.md §3.2):
+"""Metrics over ordered kNN lists for every layer pair at once (docs/design.md §3.2):
 `cycle_knn`, `lcs_knn`, `edit_distance_knn` (and `mutual_knn` via `knn_overlap`),
 plus the CKNNA list sums. Checks and backend choice here; the C++ core
 (`csrc/knn_lists.cpp`) does the work, with vectorised torch fallbacks. There is

@@ -1,4 +1,4 @@
-"""Neighbour overlap across all layer pairs and mutual kNN (DESIGN.md §3.2).
+"""Neighbour overlap across all layer pairs and mutual kNN (docs/design.md §3.2).
 
 The kNN graph of each layer is computed once (La + Lb searches) and the
 overlap of every (la, lb) pair comes from one launch over the index lists;

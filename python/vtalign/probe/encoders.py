@@ -1,4 +1,4 @@
-"""Test-time scaling features from real encoders (Dynamic Reflections, §3.6 of DESIGN.md).
+"""Test-time scaling features from real encoders (Dynamic Reflections, docs/design.md §3.6).
 
 Multi-frame: sample n_f frames uniformly over the video; a model with a native
 window of n_o frames sees sub-clips of n_o (consecutive groups of the sampled

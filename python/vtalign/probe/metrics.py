@@ -1,4 +1,4 @@
-"""All-layer-pair alignment metrics (DESIGN.md §3.2), each equal to platonic-rep's
+"""All-layer-pair alignment metrics (docs/design.md §3.2), each equal to platonic-rep's
 `AlignmentMetrics` definition on the same (by default L2-normalised) features.
 
 Nothing here is computed once per pair of layers when it can be computed once

@@ -43,10 +43,13 @@ class OverlapIndex:
         order = torch.argsort(keys, stable=True)
         self.keys = keys[order]
         self.ids = torch.arange(self.t).repeat_interleave(n * self.k)[order]
-        self.rowptr = None
+        self.rowptr = self.run_len = None
         if n * n <= _DENSE_KEYS:
+            counts = torch.bincount(keys, minlength=n * n)
             self.rowptr = torch.zeros(n * n + 1, dtype=torch.int64)
-            self.rowptr[1:] = torch.bincount(keys, minlength=n * n).cumsum(0)
+            self.rowptr[1:] = counts.cumsum(0)
+            # how many indexed layers hold (i, j): one gather per query tells hit from miss
+            self.run_len = counts.to(torch.int32)
 
     def _runs(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.rowptr is not None:
@@ -59,25 +62,32 @@ class OverlapIndex:
         lb, n, k = idx_b.shape
         if n != self.n or k != self.k:
             raise ValueError(f"idx_b is [Lb, N={n}, k={k}] but the index holds N={self.n}, k={self.k}")
-        ib = idx_b.cpu().to(torch.int64)
+        ib = idx_b.cpu().to(torch.int64).reshape(lb, n * k)
         perms = perms.cpu().to(torch.int64)
         P = perms.shape[0]
         out = torch.empty(P, lb, self.t, dtype=torch.int64)
         step = max(1, _CHUNK_ENTRIES // max(1, lb * n * k))
-        rows = torch.arange(n).view(1, 1, n, 1) * n
+        ar = torch.arange(n)
         for s in range(0, P, step):
             pc = perms[s:s + step]
             c = pc.shape[0]
-            inv = torch.empty_like(pc).scatter_(1, pc, torch.arange(n).expand(c, n))
-            # N_B(π(i)) in B's numbering, [c, Lb*N*k] (index_select: far quicker than advanced indexing)
-            nb = ib.index_select(1, pc.flatten()).view(lb, c, n * k).transpose(0, 1).reshape(c, -1)
-            q = (rows + torch.gather(inv, 1, nb).view(c, lb, n, k)).flatten()  # (i, π⁻¹(j)) keys
+            inv = torch.empty_like(pc).scatter_(1, pc, ar.expand(c, n))
+            # B's row s is row inv[s] of B[π] and its neighbour j is inv[j] there: the query
+            # keys come from B's own lists with no re-indexing of them
+            q = (inv.view(c, 1, n, 1) * n + torch.gather(inv, 1, ib.view(1, -1).expand(c, -1)).view(c, lb, n, k))
+            q = q.flatten()
+            if self.run_len is not None:  # most queries miss: keep the hits' positions only
+                hit_q = torch.nonzero(self.run_len.index_select(0, q)).squeeze(1)
+                q = q.index_select(0, hit_q)
+            else:
+                hit_q = torch.arange(q.numel())
             lo, hi = self._runs(q)
             cnt = hi - lo
             # each hit: the query it answers (so its (perm, B layer) group) and its A layer
             qidx = torch.repeat_interleave(torch.arange(q.numel()), cnt)
             pos = lo.index_select(0, qidx) + torch.arange(qidx.numel()) - (cnt.cumsum(0) - cnt).index_select(0, qidx)
-            bins = torch.div(qidx, n * k, rounding_mode="floor") * self.t + self.ids.index_select(0, pos)
+            grp = torch.div(hit_q.index_select(0, qidx), n * k, rounding_mode="floor")
+            bins = grp * self.t + self.ids.index_select(0, pos)
             out[s:s + c] = torch.bincount(bins, minlength=c * lb * self.t).view(c, lb, self.t)
         return out
 

@@ -1,4 +1,4 @@
-"""Test-time scaling law of "Dynamic Reflections" (DESIGN.md §3.6):
+"""Test-time scaling law of "Dynamic Reflections" (docs/design.md §3.6):
 
     S(n_f, n_c) = S_inf - C_f · n_f^(-alpha) - C_c · n_c^(-beta)
 

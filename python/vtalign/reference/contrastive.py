@@ -1,4 +1,4 @@
-"""Float64 oracle for the contrastive losses (DESIGN.md §3.3, §3.5).
+"""Float64 oracle for the contrastive losses (docs/design.md §3.3, §3.5).
 
 Dense and plain on purpose: it builds the full logits (and the `[B, B, T]`
 frame similarities of the slot loss) straight from the definitions, so it is

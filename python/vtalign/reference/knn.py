@@ -1,4 +1,4 @@
-"""Float64 oracle for cosine kNN and neighbour overlap (DESIGN.md §3.1–3.2).
+"""Float64 oracle for cosine kNN and neighbour overlap (docs/design.md §3.1–3.2).
 
 Readable and dense on purpose: it builds the full N x N similarity matrix,
 which the real backends never do.

@@ -1,4 +1,4 @@
-"""Float64 oracles for the layer-pair alignment metrics (DESIGN.md §3.2).
+"""Float64 oracles for the layer-pair alignment metrics (docs/design.md §3.2).
 
 Written plainly from the definitions of platonic-rep's `AlignmentMetrics`
 (github.com/minyoungg/platonic-rep, `metrics.py`): dense N x N masks and Gram

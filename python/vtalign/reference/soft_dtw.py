@@ -1,4 +1,4 @@
-"""Float64 oracle for soft-DTW and S2DTW (DESIGN.md §3.4).
+"""Float64 oracle for soft-DTW and S2DTW (docs/design.md §3.4).
 
 Written plainly from the definitions, cell by cell (vectorised only over the
 batch), so every fast backend can be checked against it. Nothing here is fast:

@@ -1,4 +1,4 @@
-"""VT-TWINS' contrastive loss over S2DTW (Ko et al., CVPR 2022; DESIGN.md §3.4).
+"""VT-TWINS' contrastive loss over S2DTW (Ko et al., CVPR 2022; docs/design.md §3.4).
 
 For B clip sequences and their B caption sequences, D[a, b] = S2DTW(clips_a, captions_b)
 for all B×B pairs (`vtalign.s2dtw_pairwise`: one GEMM for the costs, one fused DP run for
