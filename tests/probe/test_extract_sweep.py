@@ -188,3 +188,14 @@ def test_demo_real_small(tmp_path, capsys):
     assert len(report["cells"]) == 25 and report["fit"] is not None
     assert main(["demo", "--real", "--n", "4", "--out", str(out)]) == 2
     assert "at least 8 videos" in capsys.readouterr().err
+
+
+def test_extract_video_without_pyav_is_one_line(run, tmp_path):
+    from tests._missing import CLI, run_without
+
+    manifest = run["root"] / "data" / "manifest.jsonl"
+    out = run_without(["av"], CLI, "extract", "video", "--manifest", manifest, "--model", run["model"],
+                      "--out", tmp_path / "o")
+    assert out.returncode == 2
+    assert out.stderr.strip() == 'vtalign extract: error: decoding videos needs av: pip install "vtalign[video]"'
+    assert not (tmp_path / "o").exists()
