@@ -83,11 +83,13 @@ class OverlapIndex:
                 hit_q = torch.arange(q.numel())
             lo, hi = self._runs(q)
             cnt = hi - lo
-            # each hit: the query it answers (so its (perm, B layer) group) and its A layer
-            qidx = torch.repeat_interleave(torch.arange(q.numel()), cnt)
-            pos = lo.index_select(0, qidx) + torch.arange(qidx.numel()) - (cnt.cumsum(0) - cnt).index_select(0, qidx)
-            grp = torch.div(hit_q.index_select(0, qidx), n * k, rounding_mode="floor")
-            bins = grp * self.t + self.ids.index_select(0, pos)
+            # per hit query (few), then per hit: its position in A's order and its bin
+            # (perm, B layer, A layer) -- as few passes over the hits as possible
+            qidx = torch.repeat_interleave(cnt)
+            delta = lo - (cnt.cumsum(0) - cnt)
+            base = torch.div(hit_q, n * k, rounding_mode="floor") * self.t
+            pos = torch.arange(qidx.numel()).add_(delta.index_select(0, qidx))
+            bins = self.ids.index_select(0, pos).add_(base.index_select(0, qidx))
             out[s:s + c] = torch.bincount(bins, minlength=c * lb * self.t).view(c, lb, self.t)
         return out
 
