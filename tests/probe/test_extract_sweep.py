@@ -199,3 +199,29 @@ def test_extract_video_without_pyav_is_one_line(run, tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == 'vtalign extract: error: decoding videos needs av: pip install "vtalign[video]"'
     assert not (tmp_path / "o").exists()
+
+
+def test_image_model_variants(run, tmp_path):
+    cfg = transformers.ViTConfig(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=64)
+    torch.manual_seed(0)
+    folder = str(tmp_path / "vit")
+    model = transformers.ViTModel(cfg).eval()
+    model.save_pretrained(folder)
+    proc = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    proc(size={"height": 32, "width": 32}).save_pretrained(folder)
+    samples = run["samples"][:5]
+    mean = ev.extract_video(samples, folder, [1, 3], str(tmp_path / "mean"), pool="cls", progress=False)
+    first = ev.extract_video(samples, folder, [1], str(tmp_path / "first"), pool="cls", image_frames="first",
+                             progress=False)
+    processor = transformers.AutoImageProcessor.from_pretrained(folder)
+    with av.open(samples[2].video) as box:
+        frames = [f.to_ndarray(format="rgb24") for f in box.decode(video=0)]
+    pix = processor(images=[frames[i] for i in uniform_indices(len(frames), 3).tolist()], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(pixel_values=pix["pixel_values"], output_hidden_states=True).hidden_states
+    want = torch.stack([h[:, 0] for h in hidden], 1).mean(0)  # CLS of every layer, mean over the 3 frames
+    torch.testing.assert_close(load_features(mean[1])[2], want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(load_features(first[0]), load_features(mean[0]))  # one frame: both variants agree
+    with pytest.raises(ValueError, match="first frame only"):
+        ev.extract_video(samples, folder, [1, 2], str(tmp_path / "x"), image_frames="first", progress=False)
