@@ -1,6 +1,6 @@
 """Soft-DTW on the CPU: vtalign (C++) vs pysdtw and tslearn's SoftDTWLossPyTorch.
 
-`vtalign bench --suites softdtw`. Every method runs in fresh processes alternated over
+`vtalign bench --suites soft_dtw`. Every method runs in fresh processes alternated over
 rounds (benchmarks/README.md): a worker builds the inputs, warms the method up on a tiny
 problem of the same dtype (numba compiles there), measures the peak memory of one
 forward+backward on the real problem over its RSS just before, then times more calls
@@ -163,7 +163,7 @@ def run(size: str = "full", progress=None) -> str:
                 methods[FLOOR] = dict(method=FLOOR, dtype=dt, B1=B, B2=B, N=N, M=M, D=D, scale=scale)
                 res = compare(mod, methods, once=("tslearn",), progress=progress)
                 case = f"fwd+bwd B={B} N=M={N} D={D} {dt}" + (" raw-scale rows" if scale == "raw" else "")
-                st = record_compared("softdtw", case, res, floors=(FLOOR,))
+                st = record_compared("soft_dtw", case, res, floors=(FLOOR,))
                 budget = 4 * B * N * M * item + (64 << 20)
                 for method, r in res.items():
                     if r["error"]:
@@ -191,7 +191,7 @@ def run(size: str = "full", progress=None) -> str:
         label = "vtalign" if method == "vtalign-pairwise" else method
         methods[label] = dict(method=method, dtype="float32", B1=B1, B2=B2, N=N, M=M, D=D)
     res = compare(mod, methods, progress=progress)
-    st = record_compared("softdtw", f"pairwise B1=B2={B1} N=M={N} D={D}", res)
+    st = record_compared("soft_dtw", f"pairwise B1=B2={B1} N=M={N} D={D}", res)
     for label, s in st.items():
         rs = _r(st, label, "vtalign")
         sp = f"{rs['median']:.1f}× ({rs['min']:.1f}–{rs['max']:.1f})" if rs else ""

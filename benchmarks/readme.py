@@ -40,7 +40,7 @@ def section(res: dict) -> str:
     if limits:
         lines += ["", "Against the physical limit: vtalign's time over the bare N x N x D products of the same "
                       "sizes (torch's GEMM, no selection); below 1 because a self-search needs half of them. "
-                      "Soft-DTW's GEMM floor is in `benchmarks/results/softdtw.md`.", "",
+                      "Soft-DTW's GEMM floor is in `benchmarks/results/soft_dtw.md`.", "",
                   "| suite | case | limit | vtalign (s) | limit (s) | vtalign / limit |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['suite']} | {r['case']} | {r['impl']} | {r['vtalign_s']:.3g} | {r['other_s']:.3g} | "
                   f"{_ratio(r)} |" for r in limits]
