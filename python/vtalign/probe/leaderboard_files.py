@@ -165,7 +165,7 @@ def leaderboard_files(paths_a: Sequence[str], paths_b: Sequence[str], *, metric:
             flat = int(torch.argmax(torch.nan_to_num(m, nan=-1.0)))
             written.append(heatmap_png(os.path.join(out_dir, "leaderboard.png"), m, (flat // m.shape[1],
                                        flat % m.shape[1]), names_a=board.models_a, names_b=board.models_b,
-                                       title=f"{metric}: {what} score of the best layer pair",
+                                       title=f"{metric}, {what}",
                                        label_a="model A", label_b="model B"))
     return board, written
 
