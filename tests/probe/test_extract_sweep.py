@@ -225,3 +225,21 @@ def test_image_model_variants(run, tmp_path):
     assert torch.equal(load_features(first[0]), load_features(mean[0]))  # one frame: both variants agree
     with pytest.raises(ValueError, match="first frame only"):
         ev.extract_video(samples, folder, [1, 2], str(tmp_path / "x"), image_frames="first", progress=False)
+
+
+def test_decoder_llm_features_do_not_depend_on_the_batch(run, tmp_path):
+    folder = str(tmp_path / "llm")
+    tok = transformers.AutoTokenizer.from_pretrained(str(minilm.get_model_path()))
+    tok.padding_side = "left"  # saved left: the loader must pad on the right for a causal model
+    tok.save_pretrained(folder)
+    # GPT-2's absolute position embeddings make left padding visible (a rotary model would not show it)
+    cfg = transformers.GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=256)
+    torch.manual_seed(0)
+    transformers.GPT2Model(cfg).save_pretrained(folder)
+    samples = run["samples"][:6]
+    together = load_features(extract_text(samples, folder, [1, 5], str(tmp_path / "a"), batch_size=6,
+                                          progress=False)[1])
+    alone = load_features(extract_text(samples, folder, [1, 5], str(tmp_path / "b"), batch_size=1,
+                                       progress=False)[1])
+    assert together.shape == (6, 3, 32)  # embeddings + 2 layers
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)

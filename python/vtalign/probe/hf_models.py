@@ -15,6 +15,7 @@ folder runs.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -101,7 +102,9 @@ class TextEncoder:
     def encode(self, texts: list[str]) -> torch.Tensor:
         """`B` strings -> `[B, L, D]` float32 (CPU): every hidden state mean-pooled over non-padding tokens."""
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items()}
+        accepted = inspect.signature(self.model.forward).parameters
+        # a tokenizer may add inputs its model does not take (token_type_ids for a decoder LLM)
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in accepted}
         out = self.model(**enc, output_hidden_states=True)
         hidden = out.hidden_states if getattr(out, "hidden_states", None) is not None else out.encoder_hidden_states
         mask = enc.get("attention_mask")
@@ -166,6 +169,9 @@ def load_text_encoder(name: str, *, pool: str = "avg", device: str | torch.devic
         model = model.get_encoder()
     if tok.pad_token is None:  # decoder LLMs: padding is masked out of the mean, any id will do
         tok.pad_token = tok.eos_token
+    # padding on the right: a causal model's real tokens then keep their positions and never see
+    # padding, so a text's features do not depend on what else is in its batch
+    tok.padding_side = "right"
     limit = min(int(max_length), int(getattr(tok, "model_max_length", max_length) or max_length),
                 int(getattr(model.config, "max_position_embeddings", max_length) or max_length))
     dev = torch.device(device)
