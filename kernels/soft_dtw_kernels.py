@@ -372,6 +372,3 @@ def _soft_dtw_bwd_tiled_kernel(
         tl.debug_barrier()
         lo2, hi2, base2 = lo1, hi1, base1
         lo1, hi1, base1 = lo, hi, base
-
-
-# ------------------------------------------------------------------ launchers

@@ -27,10 +27,7 @@ from vtalign.ops.contrastive import (
 )
 from vtalign.ops.contrastive.checks import check_common
 
-# =============================================================================
-# Global-negative contrastive losses. Self-contained section: it needs
-# nothing from the kNN section and nothing outside torch.distributed and
-# vtalign.ops.contrastive.
+# Global-negative contrastive losses (the sharded kNN is vtalign._distributed_knn).
 #
 # Every rank holds a shard of the pairs. The normalised shards are all-gathered
 # (with gradient), then rank r scores its own rows against all columns and its
@@ -43,7 +40,6 @@ from vtalign.ops.contrastive.checks import check_common
 # averages gradients, therefore sees 1/world_size of the global gradient for
 # every parameter, exactly as with a per-rank mean loss: multiply the loss by
 # the world size if the exact global gradient is wanted.
-# =============================================================================
 
 
 def _world(group) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from vtalign.cli._args import (
                                positive_int,
                                seed_int,
 )
-from vtalign.cli.main import build_parser, main, os_error_line
+from vtalign.cli.dispatch import build_parser, main, os_error_line
 
 __all__ = ["SEED_MAX", "VtalignParser", "build_parser", "float_in", "int_in", "main", "non_negative_float",
            "non_negative_int", "os_error_line", "positive_int", "seed_int"]

@@ -1,5 +1,5 @@
 import sys
 
-from vtalign.cli.main import main
+from vtalign.cli.dispatch import main
 
 sys.exit(main())

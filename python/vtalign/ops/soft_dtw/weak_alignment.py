@@ -12,7 +12,6 @@ from vtalign.ops.soft_dtw.custom_ops import run_costs, triton_gap
 from vtalign.reference import soft_dtw as ref
 
 
-# ==================================================================== S2DTW
 def _softmin3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gamma: float) -> torch.Tensor:
     """Stable −γ log Σ e^{−v/γ}; +inf arguments weigh 0 (and get no gradient)."""
     v = torch.stack([a, b, c])
