@@ -125,3 +125,6 @@ def test_overlap_index_counts_equal_the_list_kernel():
     per_model = index.split(index.counts(ib, perms))
     for lists, got in zip((ia, ib, ia[:1]), per_model):
         assert torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
+    many = OverlapIndex([ia] * 33 + [ib])  # > 64 indexed layers: the unfiltered path
+    assert all(torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
+               for lists, got in zip([ia] * 33 + [ib], many.split(many.counts(ib, perms))))

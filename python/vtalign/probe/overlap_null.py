@@ -76,21 +76,28 @@ class OverlapIndex:
             # keys come from B's own lists with no re-indexing of them
             q = (inv.view(c, 1, n, 1) * n + torch.gather(inv, 1, ib.view(1, -1).expand(c, -1)).view(c, lb, n, k))
             q = q.flatten()
-            if self.run_len is not None:  # most queries miss: keep the hits' positions only
-                hit_q = torch.nonzero(self.run_len.index_select(0, q)).squeeze(1)
-                q = q.index_select(0, hit_q)
+            groups = c * lb
+            if self.run_len is not None:
+                cnt = self.run_len.index_select(0, q).to(torch.int64)
+                if self.t <= 64:  # few indexed layers: most queries miss, keep the hits only
+                    keep = torch.nonzero(cnt).squeeze(1)
+                    cnt, lo = cnt.index_select(0, keep), self.rowptr.index_select(0, q.index_select(0, keep))
+                    hits_per_group = torch.zeros(groups, dtype=torch.int64).index_add_(
+                        0, torch.div(keep, n * k, rounding_mode="floor"), cnt)
+                else:  # many: most queries hit some layer, filtering would cost more than it saves
+                    lo = self.rowptr.index_select(0, q)
+                    hits_per_group = cnt.view(groups, n * k).sum(1)
             else:
-                hit_q = torch.arange(q.numel())
-            lo, hi = self._runs(q)
-            cnt = hi - lo
-            # per hit query (few), then per hit: its position in A's order and its bin
-            # (perm, B layer, A layer) -- as few passes over the hits as possible
+                lo, hi = self._runs(q)
+                cnt = hi - lo
+                hits_per_group = cnt.view(groups, n * k).sum(1)
+            # per hit: its position in A's order (runs laid end to end) and its bin
+            # (perm, B layer, A layer); queries and hits come in group order
             qidx = torch.repeat_interleave(cnt)
-            delta = lo - (cnt.cumsum(0) - cnt)
-            base = torch.div(hit_q, n * k, rounding_mode="floor") * self.t
-            pos = torch.arange(qidx.numel()).add_(delta.index_select(0, qidx))
-            bins = self.ids.index_select(0, pos).add_(base.index_select(0, qidx))
-            out[s:s + c] = torch.bincount(bins, minlength=c * lb * self.t).view(c, lb, self.t)
+            pos = torch.arange(qidx.numel()).add_((lo - (cnt.cumsum(0) - cnt)).index_select(0, qidx))
+            base = torch.repeat_interleave(torch.arange(groups) * self.t, hits_per_group)
+            bins = self.ids.index_select(0, pos).add_(base)
+            out[s:s + c] = torch.bincount(bins, minlength=groups * self.t).view(c, lb, self.t)
         return out
 
     def split(self, counts: torch.Tensor) -> list[torch.Tensor]:
