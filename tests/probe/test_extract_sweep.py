@@ -7,7 +7,7 @@ import zipfile
 import pytest
 import torch
 
-from vtalign.cli.main import main
+from vtalign.cli.dispatch import main
 from vtalign.data.shapes_video import shapes_video_set
 from vtalign.probe import extract_video as ev
 from vtalign.probe.alignment import layerwise_alignment
