@@ -17,6 +17,9 @@ import torch
 
 F = TypeVar("F", bound=Callable)
 
+# the input dtypes every Triton kernel takes (float64 is refused or rerouted by the ops)
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 # public launchers wrapped by `on_input_device` ("module.function"); the tests check
 # that every launcher of every kernel module is here
 GUARDED: set[str] = set()

@@ -39,10 +39,9 @@ from __future__ import annotations
 import torch
 import triton
 
-from ._launch import on_input_device
+from ._launch import TRITON_DTYPES, on_input_device
 from .contrastive_kernels import _infonce_bwd_kernel, _infonce_fwd_kernel, _slot_bwd_kernel, _slot_fwd_kernel
 
-_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 POOL_IDS = {"max": 1, "lse": 2}
 
 SM_COUNT = 132  # an H100 SXM's SMs: a constant, so the launch never queries a GPU
@@ -137,8 +136,8 @@ def _dx_precision(dtype: torch.dtype, precision: str) -> str:
 
 def _check(*ts: torch.Tensor) -> None:
     for t in ts:
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"triton contrastive kernels support {_DTYPES}, got {t.dtype}")
+        if t.dtype not in TRITON_DTYPES:
+            raise TypeError(f"triton contrastive kernels support {TRITON_DTYPES}, got {t.dtype}")
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -346,7 +345,7 @@ def static_cases():
 
     big = 2**21 + 64  # [big, 1024] rows: above 2^31 elements
     cases = []
-    for dt in _DTYPES:
+    for dt in TRITON_DTYPES:
         name = str(dt)[6:]
         for prec in ("tf32x3", "tf32", "ieee") if dt == torch.float32 else ("tf32x3",):
             def small(dt=dt, prec=prec):

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import on_input_device
+from ._launch import TRITON_DTYPES, on_input_device
 
 _MIN_KEY = -(2**63)
 MAX_K = 128
@@ -120,7 +120,6 @@ def knn_config(k: int, dtype: torch.dtype, precision: str = "tf32x3") -> dict:
     return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, K_PAD=k_pad, num_warps=8, num_stages=stages)
 
 
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @on_input_device
@@ -134,8 +133,8 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, *, self_shift: int = 
     `precision` is tl.dot's input_precision for float32 inputs ("ieee", "tf32",
     "tf32x3"); fp16/bf16 inputs use their tensor-core path with fp32 accumulation.
     """
-    if queries.dtype not in _TRITON_DTYPES:
-        raise TypeError(f"triton kNN supports {_TRITON_DTYPES}, got {queries.dtype}; "
+    if queries.dtype not in TRITON_DTYPES:
+        raise TypeError(f"triton kNN supports {TRITON_DTYPES}, got {queries.dtype}; "
                         "use backend='torch' for float64")
     if k > MAX_K:
         raise ValueError(f"triton kNN supports k <= {MAX_K}, got k={k}; use backend='torch'")
@@ -175,7 +174,7 @@ def static_cases():
               "unaligned": lambda dt: unaligned_rows(2, 48, 100, dtype=dt),
               "large": lambda dt: meta(2, big, 1024, dtype=dt)}
     cases = []
-    for dtype in _TRITON_DTYPES:
+    for dtype in TRITON_DTYPES:
         for prec in ("tf32x3", "tf32", "ieee") if dtype == torch.float32 else ("tf32x3",):
             for k in (1, 3, 5, 10, 20, 50, 100):
                 for size, shift in (("small", -1), ("unaligned", 0), ("large", 0)):

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from vtalign._optional import MissingDependency, require
+from vtalign.kernels._launch import TRITON_DTYPES  # torch only: importable without triton
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "triton", "cpp", "torch", "reference")
 
 try:  # the compiled CPU core is optional: a pure-Python install falls back to torch
@@ -90,7 +92,6 @@ def resolve_backend(backend: str | None, tensors: Iterable[torch.Tensor], *,
     return backend
 
 
-TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def triton_dtype_gap(*ts: torch.Tensor) -> tuple[type[Exception], str] | None:
@@ -156,7 +157,7 @@ def check_finite(name: str, t: torch.Tensor, *, layer_major: bool = False) -> No
 
 def _finite_total(t: torch.Tensor) -> torch.Tensor:
     # half sums accumulate in float32 (a float16 result would overflow past 65,504)
-    return t.detach().sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.detach().sum()
+    return t.detach().sum(dtype=torch.float32) if t.dtype in HALF_DTYPES else t.detach().sum()
 
 
 class DeferredChecks:
@@ -260,7 +261,6 @@ def eager_op(op, impl):
 # row is first multiplied by the power of two that brings its largest entry into
 # [0.5, 1): its norm then lies in [0.5, sqrt(D)], and a power of two scales exactly,
 # so duplicated rows stay bit-identical (ties stay ties) and D = 1 still gives ±1.
-HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _pow2(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

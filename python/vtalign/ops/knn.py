@@ -12,10 +12,9 @@ import math
 import torch
 
 from vtalign.ops._common import (
-    PRECISIONS,
-    check_choice,
     check_finite,
     check_int,
+    check_precision,
     check_tensor,
     cpp,
     eager_op,
@@ -173,7 +172,7 @@ def _as_layers(name: str, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 def _check_options(workspace, precision) -> int:
-    check_choice("precision", precision, PRECISIONS)
+    check_precision(precision)
     return check_int("max_workspace_bytes", workspace, lo=1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from vtalign.ops._common import (
+    HALF_DTYPES,
     DeferredChecks,
     check_precision,
     check_same_device,
@@ -111,7 +112,7 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, *, positives
     if normalize:
         a_hat, b_hat = unit_rows_for(a, cdt, be), unit_rows_for(b, cdt, be)
     else:
-        keep = be == "triton" and a.dtype in (torch.float16, torch.bfloat16)
+        keep = be == "triton" and a.dtype in HALF_DTYPES
         a_hat, b_hat = (a, b) if keep else (a.to(cdt), b.to(cdt))
     if be == "triton":
         b_hat = b_hat.to(a_hat.dtype)
