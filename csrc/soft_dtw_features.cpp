@@ -1,5 +1,5 @@
 // The two passes over [P, N, D] features around the fused soft-DTW
-// (python/vtalign/ops/_soft_dtw_fused.py): the squared row norms of the
+// (python/vtalign/ops/soft_dtw/cpp_fused.py): the squared row norms of the
 // squared-Euclidean cost, and the closed-form gradient's combine step.
 // In torch each took two element-wise passes with an allocation between them
 // ((x*x).sum(-1); mul_ then addcmul_), about a tenth of a B = 32, N = M = 256

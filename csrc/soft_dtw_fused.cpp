@@ -1,5 +1,5 @@
-// Fused soft-DTW forward+backward (soft_dtw_fused), used by python/vtalign/ops/
-// _soft_dtw_fused.py when soft_dtw is differentiated through the features.
+// Fused soft-DTW forward+backward (soft_dtw_fused), used by
+// python/vtalign/ops/soft_dtw/cpp_fused.py when soft_dtw is differentiated through the features.
 
 #include "registry.h"
 #include "scratch.h"
@@ -10,14 +10,14 @@ namespace {
 using namespace vtalign::sdtw_pair;
 
 // Forward and backward in one call, for callers that differentiate through the
-// features (python/vtalign/ops/_soft_dtw_fused.py: FeatureSoftDTW). The soft-min state
+// features (python/vtalign/ops/soft_dtw/cpp_fused.py: FeatureSoftDTW). The soft-min state
 // never leaves the thread that made it (a per-thread slab, reused group after
 // group, so it stays in cache): no [P, S] state buffer is written to memory and
 // read back, which on a bandwidth-starved CPU costs more than the DP itself.
 // Outputs: values; and when need_grad: E = dvalue/dC [P, N, M], EC = <E, C>
 // (float64), rowsum [P, N] and colsum [P, M] of E (the GEMM gradient needs them).
 // The lane slab is per-thread scratch kept across calls (vtalign::thread_scratch),
-// bounded by the caller (FUSED_SLAB_LIMIT in _soft_dtw_fused.py).
+// bounded by the caller (FUSED_SLAB_LIMIT in ops/soft_dtw/cpp_fused.py).
 template <typename T>
 int64_t fused_slab_bytes(int64_t N, int64_t M) {
   return lanes::kLanes<T> * lanes::state_slots(N, M) * static_cast<int64_t>(sizeof(T));

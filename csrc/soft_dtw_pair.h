@@ -487,7 +487,7 @@ PairInputs<T> pair_inputs(const py::array_t<T>& C, const py::array_t<T, py::arra
 
 
 // Few pairs and long sequences: all threads work on one pair at a time.
-// (python/vtalign/ops/_soft_dtw_fused.py mirrors this rule, so torch.compile can trace it.)
+// (python/vtalign/ops/soft_dtw/cpp_fused.py mirrors this rule, so torch.compile can trace it.)
 constexpr int64_t kTeamMinCells = 128 * 128;
 inline bool team_mode(int64_t P, int64_t N, int64_t M) {
   return P < omp_get_max_threads() && N * M >= kTeamMinCells;

@@ -97,7 +97,7 @@ def _finite_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, backend: s
 def _run_features(x: torch.Tensor, y: torch.Tensor, cost: CostArg, gamma: Gamma, xl: torch.Tensor,
                   yl: torch.Tensor, w: int, backend: str, xn: torch.Tensor | None = None,
                   yn: torch.Tensor | None = None) -> torch.Tensor:
-    """values [B] for checked features; the fused C++ path when it applies (_soft_dtw_fused).
+    """values [B] for checked features; the fused C++ path when it applies (`cpp_fused`).
     xn, yn: the squared row norms when the caller has them (`_finite_features`)."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     dt = compute_dtype(x, backend=backend)
