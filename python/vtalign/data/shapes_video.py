@@ -16,7 +16,7 @@ import numpy as np
 
 from vtalign._atomic import atomic_write, check_out_dir
 from vtalign._optional import require
-from vtalign.ops._common import check_int
+from vtalign.probe._checks import check_int
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 230), "yellow": (230, 210, 40)}
 SHAPES = ("square", "circle", "triangle")

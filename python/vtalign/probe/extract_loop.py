@@ -55,7 +55,7 @@ def check_batch_args(samples: Sequence[Sample], out_dir: str, counts: Sequence[i
                      option: str) -> list[int]:
     """Samples present, the counts as sorted distinct ints >= 1, and a usable output folder (nothing created)."""
     from vtalign._atomic import check_out_dir
-    from vtalign.ops._common import check_int
+    from vtalign.probe._checks import check_int
 
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence) or not samples:
         raise ValueError("samples must be a non-empty list of Sample (read_manifest / folder_samples)")

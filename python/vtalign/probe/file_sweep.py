@@ -20,8 +20,7 @@ import torch
 
 from vtalign._atomic import check_out_dir
 from vtalign._progress import progress_bar
-from vtalign.ops._common import check_int
-from vtalign.probe._checks import check_backend, check_flag
+from vtalign.probe._checks import check_backend, check_flag, check_int
 from vtalign.probe.alignment import _check_k, _result, read_layers
 from vtalign.probe.extract_store import NAME_RE, feature_ids, parse_feature_name
 from vtalign.probe.features import open_features
