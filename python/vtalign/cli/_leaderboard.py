@@ -56,8 +56,8 @@ def add_leaderboard_arguments(pr: argparse.ArgumentParser) -> None:
     pr.add_argument("--b", dest="models_b", nargs="+", metavar="FILE", default=None,
                     help="leaderboard: models of B; every model of A is scored against every model of B")
     pr.add_argument("--alpha", type=float_in(0.0, 1.0, lo_open=True, hi_open=True), default=0.05,
-                    help="leaderboard: level of the critical value τ (default 0.05)")
+                    help="level of the critical value τ of the calibrated score (default 0.05)")
     pr.add_argument("--smax", type=smax_arg, default="auto",
-                    help="leaderboard: the metric's largest score (auto: 1, k for lcs_knn; none: relu(T - τ))")
+                    help="the metric's largest score (auto: 1, k for lcs_knn; none: relu(T - τ), no division)")
     pr.add_argument("--agg", choices=["max", "mean"], default="max",
-                    help="leaderboard: aggregate over layer pairs that is calibrated (default max)")
+                    help="aggregate over layer pairs that is calibrated (default max)")

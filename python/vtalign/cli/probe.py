@@ -25,7 +25,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
                       normalize=not args.no_normalize, concat=args.concat, outliers=args.outliers,
                       key=args.key, calibrate=args.calibrate, permutations=args.permutations,
                       bootstrap=args.bootstrap, seed=args.seed, backend=args.backend, progress=not args.quiet,
-                      device=device)
+                      device=device, alpha=args.alpha, smax=args.smax, agg=args.agg)
     print(probe_markdown(res, f"{os.path.basename(args.a)} x {os.path.basename(args.b)}"))
     if res.files:
         print("wrote " + ", ".join(res.files))
@@ -49,7 +49,9 @@ def add_parser(sub) -> None:
     pr.add_argument("--concat", action="store_true", help="add all layers concatenated as an extra layer")
     pr.add_argument("--outliers", choices=["exact", "approximate"], default=None)
     pr.add_argument("--no-normalize", action="store_true", help="skip L2-normalising rows")
-    pr.add_argument("--calibrate", action="store_true", help="permutation null, max-corrected z/p, bootstrap CI")
+    pr.add_argument("--calibrate", action="store_true",
+                    help="permutation null: calibrated score, p, τ (--alpha, --smax, --agg) for every metric; "
+                         "max-corrected z/p and bootstrap CI for the kNN metrics")
     pr.add_argument("--permutations", type=int_in(2), default=200)
     pr.add_argument("--bootstrap", type=int_in(2), default=1000)
     pr.add_argument("--seed", type=seed_int, default=0)

@@ -34,8 +34,10 @@ from vtalign.probe.alignment import (
     clamp_layers,
     read_layers,
 )
+from vtalign.probe.aristotelian import AristotelianCalibration, calibrated_alignment
 from vtalign.probe.calibration import Calibration, calibrate_lists, check_calibration_k
 from vtalign.probe.features import open_features
+from vtalign.probe.leaderboard import check_leaderboard_options
 from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, all_pair_scores, layer_count
 from vtalign.probe.report import heatmap_png, plots_unavailable, write_json, write_text
 
@@ -123,6 +125,7 @@ class ProbeResult:
 
     results: dict[str, LayerAlignment]
     calibration: dict[str, Calibration] = field(default_factory=dict)
+    calibrated: dict[str, AristotelianCalibration] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     plots_skipped: str | None = None
 
@@ -137,6 +140,9 @@ class ProbeResult:
                                            null_max_mean=float(c.null_max.mean()),
                                            best_stability=c.best_stability, permutations=c.n_permutations,
                                            bootstrap=c.n_bootstrap)
+            a = self.calibrated.get(m)
+            if a is not None:
+                d[m]["calibrated"] = a.to_dict()
         return d
 
 
@@ -144,7 +150,8 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
                 normalize: bool = True, concat: bool = False, outliers: str | None = None, key: str = "feats",
                 calibrate: bool = False, permutations: int = 200, bootstrap: int = 1000, seed: int = 0,
                 backend: str = "auto", progress: bool = True,
-                device: str | torch.device | None = None) -> ProbeResult:
+                device: str | torch.device | None = None, alpha: float = 0.05, smax: float | None | str = "auto",
+                agg: str = "max") -> ProbeResult:
     """Probe every layer pair of two feature files (see `vtalign probe --help`).
 
     Features are streamed layer by layer from disk (memory-mapped where the
@@ -152,7 +159,9 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
     With `out_dir` but no importable matplotlib, summary.json and summary.md are
     still written and `plots_skipped` on the result says why the heat maps are not.
     `device` (e.g. "cuda") runs the kNN searches there, one layer at a time; the
-    list metrics and CKA run on the CPU.
+    list metrics and CKA run on the CPU. With `calibrate`, every metric also gets
+    its calibrated score at level `alpha` (`vtalign.probe.aristotelian`; `smax`,
+    `agg` as there) from the same permutations as the kNN metrics' z-scores.
     """
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics:
         raise ValueError(f"metrics must be a non-empty list of names from {METRICS} or ['all'], got {metrics!r}")
@@ -165,6 +174,8 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
     check_int("permutations", permutations, lo=2)
     check_int("bootstrap", bootstrap, lo=2)
     seed = check_seed(seed)
+    if calibrate:
+        check_leaderboard_options(metrics[0], k, permutations, alpha, smax, agg, seed)
     if device is not None:
         try:
             device = torch.device(device)
@@ -202,6 +213,10 @@ def probe_files(path_a: str, path_b: str, *, metrics=("mutual_knn",), k: int = 1
                     res.calibration[m] = calibrate_lists(lists[0], lists[1], m, n_permutations=permutations,
                                                          n_bootstrap=bootstrap, seed=seed, backend=backend,
                                                          concat=concat)
+                # every metric, from the same permutations (the same seed): calibrated score, τ, p
+                res.calibrated[m] = calibrated_alignment(la, lb, m, k, n_permutations=permutations, seed=seed,
+                                                         normalize=normalize, backend=backend, lists=lists,
+                                                         alpha=alpha, smax=smax, agg=agg)
     finally:
         ff_a.close()
         ff_b.close()
@@ -223,6 +238,8 @@ def probe_markdown(res: ProbeResult, title: str) -> str:
                   f"{r.best_score:.4f} (chance {r.chance:.4f})."]
         if m in res.calibration:
             parts += ["", res.calibration[m].summary()]
+        if m in res.calibrated:
+            parts += ["", "Calibrated (permutation null of the max over layer pairs): " + res.calibrated[m].summary()]
         parts.append("")
     return "\n".join(parts)
 
