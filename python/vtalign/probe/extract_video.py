@@ -74,10 +74,17 @@ def encode_frames(enc: VisualEncoder, pixels: torch.Tensor, image_frames: str = 
 
 def video_batch_features(enc: VisualEncoder, batch: Sequence[Sample], counts: Sequence[int],
                          image_frames: str = "mean") -> dict[int, torch.Tensor]:
-    """{n_f: `[b, L, D]`} for one batch of samples, each video decoded once for all counts."""
-    decoded = [sampled_frames(s.video, list(counts)) for s in batch]
-    return {c: encode_frames(enc, torch.stack([enc.pixels(d[c]) for d in decoded]), image_frames)
-            for c in counts}
+    """{n_f: `[b, L, D]`} for one batch of samples, each video decoded once for all counts.
+
+    Each video's frames go through the processor as soon as it is decoded, so
+    memory holds one video's full-resolution frames, and the batch's small ones."""
+    pixels: dict[int, list[torch.Tensor]] = {c: [] for c in counts}
+    for s in batch:
+        frames = sampled_frames(s.video, list(counts))
+        for c in counts:
+            pixels[c].append(enc.pixels(frames[c]))
+        del frames
+    return {c: encode_frames(enc, torch.stack(pixels[c]), image_frames) for c in counts}
 
 
 def extract_video(samples: Sequence[Sample], model: str, frames: Sequence[int], out_dir: str, *,
