@@ -128,3 +128,19 @@ def test_overlap_index_counts_equal_the_list_kernel():
     many = OverlapIndex([ia] * 33 + [ib])  # > 64 indexed layers: the unfiltered path
     assert all(torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
                for lists, got in zip([ia] * 33 + [ib], many.split(many.counts(ib, perms))))
+
+
+def test_calibrated_alignment_takes_every_feature_layout(tmp_path):
+    from vtalign.probe.features import open_features, save_features
+
+    a, b = _layers(7, torch.float32)
+    stacked = torch.stack([a[0][:, :5], a[1][:, :5]], 1)  # [N, L, D]
+    save_features(str(tmp_path / "b.pt"), b)
+    r1 = calibrated_alignment(stacked, b, "cka", n_permutations=9, seed=1)
+    with open_features(str(tmp_path / "b.pt")) as ff:
+        r2 = calibrated_alignment([stacked[:, 0], stacked[:, 1]], ff, "cka", n_permutations=9, seed=1)
+    assert r1.calibrated == r2.calibrated and r1.p_value == r2.p_value
+    bad = [b[0].clone(), b[1]]
+    bad[0][3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        calibrated_alignment(a, bad, "cka")

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import torch
 
 from vtalign.probe._checks import check_backend, check_flag, check_fraction, check_seed
+from vtalign.probe.alignment import as_layer_list
 from vtalign.probe.calibration import _z
+from vtalign.probe.features import FeatureFile
 from vtalign.probe.metrics import (
     DEFAULT_WORKSPACE,
     KNN_METRICS,
@@ -176,6 +178,14 @@ def null_scores(metric: str, layers_a: Sequence[torch.Tensor], layers_b: Sequenc
     return s[0], s[1:]
 
 
+def _layers(name: str, feats):
+    """Layers as `layerwise_alignment` takes them (`[N, L, D]`, `[N, D]`, a list of `[N, D_l]`, a
+    `FeatureFile`), checked; a streamed wrapper that already carries `.n` / `.dims` passes as is."""
+    if isinstance(feats, Sequence) and hasattr(feats, "dims") and not isinstance(feats, FeatureFile):
+        return feats
+    return as_layer_list(name, feats)
+
+
 def calibrated_alignment(layers_a: Sequence[torch.Tensor], layers_b: Sequence[torch.Tensor],
                          metric: str = "mutual_knn", k: int = 10, *, n_permutations: int = 200,
                          alpha: float = 0.05, smax: float | None | str = "auto", agg: Aggregate = "max",
@@ -185,7 +195,8 @@ def calibrated_alignment(layers_a: Sequence[torch.Tensor], layers_b: Sequence[to
     """Calibrated aggregate alignment of two models' layers for one metric.
 
     Args:
-        layers_a, layers_b: La / Lb tensors `[N, D_l]`, same N.
+        layers_a, layers_b: La / Lb layers, same N: lists of `[N, D_l]` tensors, `[N, L, D]` or
+            `[N, D]` tensors, or `FeatureFile`s (checked for shape and NaN / Inf first).
         metric: any of `METRICS`; k: neighbours (kNN metrics, CKNNA).
         n_permutations: K; alpha: the level of τ; agg: "max", "mean" or a callable.
         smax: the metric's largest score; "auto" = 1, or k for lcs_knn (an LCS
@@ -199,8 +210,7 @@ def calibrated_alignment(layers_a: Sequence[torch.Tensor], layers_b: Sequence[to
         An `AristotelianCalibration`; every argument is checked before any work.
     """
     check_metric(metric)
-    if not isinstance(layers_a, Sequence) or not isinstance(layers_b, Sequence) or not layers_a or not layers_b:
-        raise TypeError("layers_a and layers_b must be non-empty sequences of [N, D] tensors")
+    layers_a, layers_b = _layers("layers_a", layers_a), _layers("layers_b", layers_b)
     n, _ = layer_count(layers_a)
     if layer_count(layers_b)[0] != n:
         raise ValueError(f"layers_a has N={n} samples but layers_b has N={layer_count(layers_b)[0]}")
