@@ -169,7 +169,7 @@ class GramNull:
             for s in range(0, P, step):
                 pc = perms[s:s + step]
                 flat = pc[:, self.iu] * n + pc[:, self.ju]  # [c, M] positions in L's flattened Gram
-                g = self.gram_b[:, flat.flatten()].view(lb * pc.shape[0], m)  # [Lb*c, M]
+                g = self.gram_b.index_select(1, flat.flatten()).view(lb * pc.shape[0], m)  # [Lb*c, M]
                 prod = (self.up_a @ g.T).to(torch.float64).view(la, lb, pc.shape[0])
                 out[s:s + pc.shape[0]] = 2.0 * prod.permute(2, 0, 1)
             return out
