@@ -35,10 +35,20 @@ def _transformers():
     return tf
 
 
+def _one_line(exc: Exception, most: int = 200) -> str:
+    """A library's (often multi-line) message as one line of at most `most` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
 def _missing(option: str, name: str, exc: Exception) -> ValueError:
-    why = " ".join(str(exc).split())[:160]
-    return ValueError(f"{option} {name}: not found on this machine (nothing is downloaded at run time; {why}); "
-                      f"on a connected machine run: hf download {name}")
+    """One line for a model that cannot be loaded from this machine."""
+    if os.path.isdir(name):
+        return ValueError(f"{option} {name}: the folder holds no loadable model ({_one_line(exc, 160)})")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        return ValueError(f"{option} {name}: no such model folder")
+    return ValueError(f"{option} {name}: not in the local Hugging Face cache (nothing is downloaded at run "
+                      f"time); on a connected machine run: hf download {name}")
 
 
 def pool_hidden(h: torch.Tensor, pool: str, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,7 +139,7 @@ def load_visual_encoder(name: str, *, pool: str = "avg", device: str | torch.dev
     except OSError as exc:
         raise _missing(option, name, exc) from None
     except ValueError as exc:  # an unknown architecture or a folder without a processor
-        raise ValueError(f"{option} {name}: cannot load it as a video or image model: {exc}") from None
+        raise ValueError(f"{option} {name}: cannot load it as a video or image model: {_one_line(exc)}") from None
     if hasattr(model, "vision_model") and not hasattr(config, "num_frames"):  # CLIP / SigLIP: the image tower
         model = model.vision_model
     native = getattr(config, "num_frames", None)
@@ -164,7 +174,7 @@ def load_text_encoder(name: str, *, pool: str = "avg", device: str | torch.devic
     except OSError as exc:
         raise _missing(option, name, exc) from None
     except ValueError as exc:
-        raise ValueError(f"{option} {name}: cannot load it as a text model: {exc}") from None
+        raise ValueError(f"{option} {name}: cannot load it as a text model: {_one_line(exc)}") from None
     if getattr(model.config, "is_encoder_decoder", False):
         model = model.get_encoder()
     if tok.pad_token is None:  # decoder LLMs: padding is masked out of the mean, any id will do
