@@ -155,7 +155,8 @@ def test_cli_user_mistakes_are_one_line(run, tmp_path, capsys):
         (["extract", "video", "--manifest", manifest, "--model", "no-such-org/no-such-model", "--out", out],
          "not in the local Hugging Face cache (nothing is downloaded at run time); on a connected machine run: "
          "hf download no-such-org/no-such-model"),
-        (["extract", "text", "--manifest", manifest, "--model", "./no-such-folder", "--out", out],
+        (["extract", "text", "--manifest", manifest, "--model", "./no-such-folder", "--captions", "1", "2",
+          "--out", out],
          "--model ./no-such-folder: no such model folder"),
         (["extract", "text", "--manifest", manifest, "--model", run["model"], "--captions", "9", "--out", out],
          "--captions: sample 'clip-0000' has 5 captions, fewer than 9"),
