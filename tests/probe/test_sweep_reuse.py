@@ -48,6 +48,10 @@ def test_sweep_device_and_k_are_checked_before_computing():
     with pytest.raises(ValueError, match="device: 'gpu0' is not a device"):
         scaling_sweep(never, never, [1], [1], device="gpu0", progress=False)
     data = video_text_set(n=16, seed=0)
+    plain = scaling_sweep(data.video_features, data.text_features, [1, 2], [1, 2], k=3, progress=False)
+    on_cpu = scaling_sweep(data.video_features, data.text_features, [1, 2], [1, 2], k=3, progress=False,
+                           device="cpu")  # the device path: each layer moved for its search, lists back
+    assert on_cpu.scores.tolist() == plain.scores.tolist() and on_cpu.best_pairs == plain.best_pairs
     with pytest.raises(ValueError, match=r"k must be in \[1, N-1\] = \[1, 15\]"):
         scaling_sweep(never, data.text_features, [1], [1], k=16, progress=False)  # text comes first
 
