@@ -91,7 +91,8 @@ def test_normalize_makes_the_fast_path_scale_invariant():
 @pytest.mark.parametrize("kw, match", [(dict(K=0), "K must"), (dict(alpha=0.0), "alpha"), (dict(smax=0.0), "smax"),
                                       (dict(agg="median"), "agg"), (dict(sim="nope"), "sim"),
                                       (dict(sim=3), "sim must"), (dict(generator=1), "generator"),
-                                      (dict(sim=AM.mutual_knn), "topk")])
+                                      (dict(sim=AM.mutual_knn), "topk"), (dict(sim="mutual_knn", topk=N), "topk"),
+                                      (dict(sim="cknna", topk=1), "topk")])
 def test_bad_arguments(kw, match):
     x, y = _layers()
     kw = {"sim": AM.cka, **kw}

@@ -36,7 +36,7 @@ import torch
 
 from vtalign.compat.platonic import AlignmentMetrics
 from vtalign.probe.aristotelian import calibrated_value, check_agg, check_smax, critical_value, null_scores
-from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K
+from vtalign.probe.metrics import KNN_METRICS, METRICS, USES_K, check_int
 from vtalign.probe.null_scores import draw_permutations
 
 __all__ = ["calibrate", "calibrate_layers"]
@@ -54,8 +54,7 @@ def _fast_metric(sim, topk: int | None, n: int) -> tuple[str, int] | None:
     fn, kw = sim, {}
     if isinstance(sim, functools.partial) and not sim.args:
         fn, kw = sim.func, dict(sim.keywords)
-    methods = {getattr(AlignmentMetrics, m): m for m in AlignmentMetrics.SUPPORTED_METRICS}
-    name = methods.get(fn)
+    name = next((m for m in AlignmentMetrics.SUPPORTED_METRICS if getattr(AlignmentMetrics, m) is fn), None)
     if name is None or name == "svcca":
         return None
     if name in ("cka", "unbiased_cka"):
@@ -161,9 +160,8 @@ def calibrate_layers(X_layers: list[torch.Tensor], Y_layers: list[torch.Tensor],
         raise TypeError(f"sim must be a callable sim(X, Y) -> scalar or a metric name, got {type(sim).__name__}")
     if fast is not None:
         metric, k = fast
-        if metric in USES_K and not (2 if metric == "cknna" else 1) <= k <= n - 1:
-            raise ValueError(f"topk must be in [{2 if metric == 'cknna' else 1}, n-1] = [.., {n - 1}] for "
-                             f"{metric}, got {k}")
+        if metric in USES_K:
+            check_int("topk", k, lo=2 if metric == "cknna" else 1, hi=n - 1)
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be True or False, got {normalize!r}")
         perms = draw_permutations(n, K, generator=generator, device=device, perm_fn=perm_fn)
