@@ -123,11 +123,15 @@ def read_manifest(path: str, *, name: str = "manifest", need_video: bool = True)
     if not os.path.isfile(path):
         raise ValueError(f"{name}: no such manifest file: {path}")
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".jsonl":
-        return _check(_read_jsonl(path, name, need_video), name, need_video)
-    if ext == ".csv":
-        return _check(_read_csv(path, name, need_video), name, need_video)
-    raise ValueError(f"{name}: {path}: a manifest is a .csv or .jsonl file")
+    if ext not in (".jsonl", ".csv"):
+        raise ValueError(f"{name}: {path}: a manifest is a .csv or .jsonl file")
+    try:
+        samples = (_read_jsonl if ext == ".jsonl" else _read_csv)(path, name, need_video)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: {path} is not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{name}: {path} is not a CSV table: {exc}") from None
+    return _check(samples, name, need_video)
 
 
 def folder_samples(folder: str, captions_file: str, *, name: str = "videos") -> list[Sample]:
