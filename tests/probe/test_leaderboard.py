@@ -2,6 +2,7 @@
 (per-pair loop), resuming keeps finished pairs, and the files and the CLI."""
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -91,6 +92,13 @@ def test_cli_leaderboard_files_resume_and_errors(tmp_path, models, capsys):
     assert main(argv) == 0
     again = json.loads((out / "leaderboard.json").read_text())
     assert len(again["pairs"]) == 6 and any(p["raw"] == -1.0 for p in again["pairs"])
+    # a changed feature file (here: its modification time) is not the run that was interrupted
+    report["complete"] = False
+    (out / "leaderboard.json").write_text(json.dumps(again))
+    for f in da.iterdir():
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    assert main(argv) == 0
+    assert all(p["raw"] != -1.0 for p in json.loads((out / "leaderboard.json").read_text())["pairs"])
     capsys.readouterr()
     # bad combinations: one line, exit 2
     for bad in (["probe", str(da / "m1_0.pt"), str(db / "m2_0.pt"), "--a", str(da), "--b", str(db)],

@@ -129,7 +129,7 @@ def leaderboard_files(paths_a: Sequence[str], paths_b: Sequence[str], *, metric:
             from vtalign.probe.alignment import _check_k
             _check_k(k, n, [metric])
         options = _options(metric, k, normalize, key, outliers, permutations, alpha, smax_v, agg, seed,
-                           dict(a=files_a, b=files_b))
+                           {s: {m: _file_id(p) for m, p in f.items()} for s, f in (("a", files_a), ("b", files_b))})
         json_path = None if out_dir is None else os.path.join(out_dir, "leaderboard.json")
         done = None if json_path is None else _resume(json_path, options, n)
         cache = None if out_dir is None else os.path.join(out_dir, "cache")
