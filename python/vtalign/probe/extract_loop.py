@@ -33,7 +33,6 @@ def run_extraction(samples: Sequence[Sample], counts: Sequence[int], paths: dict
     starts = list(range(0, n, batch_size))
     sizes = [min(batch_size, n - s) for s in starts]
     missing = [(s, r) for s, r in zip(starts, sizes) if not all(store.has(c, s, r) for c in todo)]
-    shape: tuple[int, int] | None = None
     with progress_bar(f"extract {label}", n, enabled=progress, unit="sample") as bar:
         bar.update(n - sum(r for _, r in missing))
         for s, r in missing:
@@ -41,10 +40,8 @@ def run_extraction(samples: Sequence[Sample], counts: Sequence[int], paths: dict
             for c in todo:
                 store.save(c, s, feats[c])
             bar.update(r)
-    for c in todo:
-        first = store.load(c, 0, sizes[0])
-        shape = tuple(first.shape[1:])
-        del first
+    for c in todo:  # stream each count's parts into its file, one part in memory at a time
+        shape = tuple(store.load(c, 0, sizes[0]).shape[1:])
         write_feature_file(paths[c], store.parts(c, starts, sizes), (n, *shape), ids,
                            dict(meta, count=str(c)))
     store.remove()
@@ -61,7 +58,6 @@ def check_batch_args(samples: Sequence[Sample], out_dir: str, counts: Sequence[i
         raise ValueError("samples must be a non-empty list of Sample (read_manifest / folder_samples)")
     if not all(isinstance(s, Sample) for s in samples):
         raise TypeError("samples must hold vtalign.probe.manifest.Sample entries")
-
     if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence) or not counts:
         raise ValueError(f"{option} must be a non-empty list of counts, got {counts!r}")
     out = sorted({check_int(f"{option}[{i}]", c, lo=1) for i, c in enumerate(counts)})
