@@ -15,6 +15,7 @@ folder runs.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -29,10 +30,23 @@ POOLS = ("avg", "cls")
 
 def _transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tf = require("transformers", "encoders", "loading Hugging Face models")
-    tf.utils.logging.disable_progress_bar()  # one bar per run is ours; theirs would interleave with it
-    tf.utils.logging.set_verbosity_error()
-    return tf
+    return require("transformers", "encoders", "loading Hugging Face models")
+
+
+@contextlib.contextmanager
+def _quiet(tf):
+    """transformers' loading bars and warnings off while a model loads (ours is the one
+    progress bar of a run), and the caller's settings back afterwards."""
+    log = tf.utils.logging
+    level, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+    log.set_verbosity_error()
+    log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        log.set_verbosity(level)
+        if bars:
+            log.enable_progress_bar()
 
 
 def _one_line(exc: Exception, most: int = 200) -> str:
@@ -133,9 +147,10 @@ def load_visual_encoder(name: str, *, pool: str = "avg", device: str | torch.dev
         raise ValueError(f"--pool must be one of {POOLS}, got {pool!r}")
     tf = _transformers()
     try:
-        config = tf.AutoConfig.from_pretrained(name, local_files_only=True)
-        processor = tf.AutoImageProcessor.from_pretrained(name, local_files_only=True)
-        model = tf.AutoModel.from_pretrained(name, local_files_only=True, config=config)
+        with _quiet(tf):
+            config = tf.AutoConfig.from_pretrained(name, local_files_only=True)
+            processor = tf.AutoImageProcessor.from_pretrained(name, local_files_only=True)
+            model = tf.AutoModel.from_pretrained(name, local_files_only=True, config=config)
     except OSError as exc:
         raise _missing(option, name, exc) from None
     except ValueError as exc:  # an unknown architecture or a folder without a processor
@@ -169,8 +184,9 @@ def load_text_encoder(name: str, *, pool: str = "avg", device: str | torch.devic
     tf = _transformers()
     root = _sentence_transformer_root(name) if os.path.isdir(name) else name
     try:
-        tok = tf.AutoTokenizer.from_pretrained(root, local_files_only=True)
-        model = tf.AutoModel.from_pretrained(root, local_files_only=True)
+        with _quiet(tf):
+            tok = tf.AutoTokenizer.from_pretrained(root, local_files_only=True)
+            model = tf.AutoModel.from_pretrained(root, local_files_only=True)
     except OSError as exc:
         raise _missing(option, name, exc) from None
     except ValueError as exc:
