@@ -114,9 +114,14 @@ def test_lists_are_reused():
     assert r1.statistic == r2.statistic and torch.equal(r1.null, r2.null)
 
 
-def test_overlap_index_counts_equal_the_list_kernel():
+@pytest.mark.parametrize("i32", ["int32", "int64 index", "int64 chunk"])
+def test_overlap_index_counts_equal_the_list_kernel(i32, monkeypatch):
+    from vtalign.probe import overlap_null
     from vtalign.probe.null_scores import knn_null
     from vtalign.probe.overlap_null import OverlapIndex
+
+    if i32 == "int64 index":  # positions past int32 (forced small): int64 throughout
+        monkeypatch.setattr(overlap_null, "_I32", 100)
 
     a, b = _layers(6)
     ia, ib = layer_lists(a, K_NN), layer_lists(b, K_NN)
@@ -126,6 +131,8 @@ def test_overlap_index_counts_equal_the_list_kernel():
     for lists, got in zip((ia, ib, ia[:1]), per_model):
         assert torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
     many = OverlapIndex([ia] * 33 + [ib])  # > 64 indexed layers: the unfiltered path
+    if i32 == "int64 chunk":  # an int32 index, but a chunk's hit numbers could pass int32
+        monkeypatch.setattr(overlap_null, "_I32", 10 ** 4)
     assert all(torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
                for lists, got in zip([ia] * 33 + [ib], many.split(many.counts(ib, perms))))
 

@@ -22,6 +22,7 @@ import torch
 
 _DENSE_KEYS = 1 << 24  # up to N = 4096 a dense row pointer (N² + 1 int64) beats a binary search
 _CHUNK_ENTRIES = 1 << 22  # query entries (permutations x B layers x N x k) per chunk
+_I32 = 2 ** 31 - 1
 
 
 class OverlapIndex:
@@ -50,6 +51,8 @@ class OverlapIndex:
             self.rowptr[1:] = counts.cumsum(0)
             # how many indexed layers hold (i, j): one gather per query tells hit from miss
             self.run_len = counts.to(torch.int32)
+            if self.t * n * self.k < _I32:  # int32 positions: half the memory traffic of every pass
+                self.rowptr, self.ids = self.rowptr.to(torch.int32), self.ids.to(torch.int32)
 
     def _runs(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.rowptr is not None:
@@ -66,27 +69,33 @@ class OverlapIndex:
         perms = perms.cpu().to(torch.int64)
         P = perms.shape[0]
         out = torch.empty(P, lb, self.t, dtype=torch.int64)
-        step = max(1, _CHUNK_ENTRIES // max(1, lb * n * k))
-        ar = torch.arange(n)
+        per_perm = lb * n * k
+        step = max(1, _CHUNK_ENTRIES // per_perm)
+        # int32 when every key, position and hit number of a chunk fits (at most T hits per query)
+        small = self.run_len is not None and self.ids.dtype == torch.int32 and per_perm * self.t < _I32
+        if small:
+            step = max(1, min(step, _I32 // (per_perm * self.t)))
+        it = torch.int32 if small else torch.int64
+        ar = torch.arange(n, dtype=it)
         for s in range(0, P, step):
             pc = perms[s:s + step]
             c = pc.shape[0]
-            inv = torch.empty_like(pc).scatter_(1, pc, ar.expand(c, n))
+            inv = torch.empty(c, n, dtype=it).scatter_(1, pc, ar.expand(c, n))
             # B's row s is row inv[s] of B[π] and its neighbour j is inv[j] there: the query
             # keys come from B's own lists with no re-indexing of them
             q = (inv.view(c, 1, n, 1) * n + torch.gather(inv, 1, ib.view(1, -1).expand(c, -1)).view(c, lb, n, k))
             q = q.flatten()
             groups = c * lb
             if self.run_len is not None:
-                cnt = self.run_len.index_select(0, q).to(torch.int64)
+                cnt = self.run_len.index_select(0, q).to(it)
                 if self.t <= 64:  # few indexed layers: most queries miss, keep the hits only
                     keep = torch.nonzero(cnt).squeeze(1)
                     cnt, lo = cnt.index_select(0, keep), self.rowptr.index_select(0, q.index_select(0, keep))
                     hits_per_group = torch.zeros(groups, dtype=torch.int64).index_add_(
-                        0, torch.div(keep, n * k, rounding_mode="floor"), cnt)
+                        0, torch.div(keep, per_perm // lb, rounding_mode="floor"), cnt.to(torch.int64))
                 else:  # many: most queries hit some layer, filtering would cost more than it saves
                     lo = self.rowptr.index_select(0, q)
-                    hits_per_group = cnt.view(groups, n * k).sum(1)
+                    hits_per_group = cnt.view(groups, n * k).sum(1, dtype=torch.int64)
             else:
                 lo, hi = self._runs(q)
                 cnt = hi - lo
@@ -94,9 +103,10 @@ class OverlapIndex:
             # per hit: its position in A's order (runs laid end to end) and its bin
             # (perm, B layer, A layer); queries and hits come in group order
             qidx = torch.repeat_interleave(cnt)
-            pos = torch.arange(qidx.numel()).add_((lo - (cnt.cumsum(0) - cnt)).index_select(0, qidx))
-            base = torch.repeat_interleave(torch.arange(groups) * self.t, hits_per_group)
-            bins = self.ids.index_select(0, pos).add_(base)
+            start = lo.to(it) - (cnt.cumsum(0, dtype=it) - cnt)
+            pos = torch.arange(qidx.numel(), dtype=it).add_(start.index_select(0, qidx))
+            base = torch.repeat_interleave(torch.arange(groups, dtype=it) * self.t, hits_per_group)
+            bins = self.ids.index_select(0, pos).to(it).add_(base)
             out[s:s + c] = torch.bincount(bins, minlength=groups * self.t).view(c, lb, self.t)
         return out
 
