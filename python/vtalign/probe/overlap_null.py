@@ -102,10 +102,15 @@ class OverlapIndex:
                 hits_per_group = cnt.view(groups, n * k).sum(1)
             # per hit: its position in A's order (runs laid end to end) and its bin
             # (perm, B layer, A layer); queries and hits come in group order
-            qidx = torch.repeat_interleave(cnt)
+            hits = int(hits_per_group.sum())
+            qidx = torch.repeat_interleave(cnt, output_size=hits)
             start = lo.to(it) - (cnt.cumsum(0, dtype=it) - cnt)
-            pos = torch.arange(qidx.numel(), dtype=it).add_(start.index_select(0, qidx))
-            base = torch.repeat_interleave(torch.arange(groups, dtype=it) * self.t, hits_per_group)
+            pos = torch.arange(hits, dtype=it).add_(start.index_select(0, qidx))
+            if qidx.numel() and cnt.numel() == q.numel():  # unfiltered: a hit's group is its query's
+                base = torch.div(qidx, n * k, rounding_mode="floor").mul_(self.t)
+            else:
+                base = torch.repeat_interleave(torch.arange(groups, dtype=it) * self.t, hits_per_group,
+                                               output_size=hits)
             bins = self.ids.index_select(0, pos).to(it).add_(base)
             out[s:s + c] = torch.bincount(bins, minlength=groups * self.t).view(c, lb, self.t)
         return out
