@@ -99,7 +99,8 @@ def test_null_data_is_rarely_significant():
 
 @pytest.mark.parametrize("kw, match", [(dict(metric="nope"), "unknown metric"), (dict(alpha=1.5), "alpha"),
                                       (dict(n_permutations=0), "n_permutations"), (dict(smax=-1), "smax"),
-                                      (dict(agg="median"), "agg"), (dict(k=0), "k must be")])
+                                      (dict(agg="median"), "agg"), (dict(k=0), "k must be"),
+                                      (dict(lists=(torch.zeros(2, N, 3, dtype=torch.long),) * 2), "lists must")])
 def test_bad_arguments_named_before_work(kw, match):
     a, b = _layers()
     with pytest.raises((ValueError, TypeError), match=match):

@@ -209,15 +209,8 @@ def calibrated_alignment(layers_a: Sequence[torch.Tensor], layers_b: Sequence[to
     Returns:
         An `AristotelianCalibration`; every argument is checked before any work.
     """
+    # the options first (no data read), then the layers' shapes and values, then k against N
     check_metric(metric)
-    layers_a, layers_b = _layers("layers_a", layers_a), _layers("layers_b", layers_b)
-    n, _ = layer_count(layers_a)
-    if layer_count(layers_b)[0] != n:
-        raise ValueError(f"layers_a has N={n} samples but layers_b has N={layer_count(layers_b)[0]}")
-    if metric in USES_K:
-        check_int("k", k, lo=2 if metric == "cknna" else 1, hi=n - 1)
-    if metric in ("cka", "unbiased_cka", "cknna") and n < 4:
-        raise ValueError(f"{metric} needs N >= 4 samples, got N={n}")
     check_int("n_permutations", n_permutations, lo=1)
     alpha = check_fraction("alpha", alpha)
     agg = check_agg(agg)
@@ -230,6 +223,19 @@ def calibrated_alignment(layers_a: Sequence[torch.Tensor], layers_b: Sequence[to
     check_backend(backend)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    layers_a, layers_b = _layers("layers_a", layers_a), _layers("layers_b", layers_b)
+    (n, _), nb = layer_count(layers_a), layer_count(layers_b)[0]
+    if nb != n:
+        raise ValueError(f"layers_a has N={n} samples but layers_b has N={nb}")
+    if metric in USES_K:
+        check_int("k", k, lo=2 if metric == "cknna" else 1, hi=n - 1)
+        if lists is not None:
+            want = [(len(layers_a), n, k), (len(layers_b), n, k)]
+            if not isinstance(lists, (tuple, list)) or len(lists) != 2 or any(
+                    not isinstance(t, torch.Tensor) or tuple(t.shape) != w for t, w in zip(lists, want)):
+                raise ValueError(f"lists must be (idx_a {want[0]}, idx_b {want[1]}) for these layers and k")
+    if metric in ("cka", "unbiased_cka", "cknna") and n < 4:
+        raise ValueError(f"{metric} needs N >= 4 samples, got N={n}")
     g = generator if generator is not None else torch.Generator().manual_seed(check_seed(seed))
     perms = draw_permutations(n, n_permutations, generator=g, device=g.device)
     obs, null = null_scores(metric, layers_a, layers_b, perms, k=k, lists=lists, normalize=normalize,
