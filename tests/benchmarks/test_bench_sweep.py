@@ -7,7 +7,7 @@ from vtalign.benchmarks import bench_sweep
 def test_small_sweep_workers_agree(tmp_path):
     cfg = bench_sweep.SIZES["small"]
     video, text = bench_sweep.write_inputs(cfg, str(tmp_path))
-    spec = dict(case="sweep", size="small", video=video, text=text)
+    spec = dict(case="sweep", size="small", video=video, text=text, reps=1)
     ours = bench_sweep.worker(dict(spec, impl="vtalign"))
     loop = bench_sweep.worker(dict(spec, impl="loop"))
     assert ours["scores"] == loop["scores"]
