@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vtalign.probe._checks import check_backend, check_flag, check_fraction, check_seed
+from vtalign.probe.alignment import as_layer_list
 from vtalign.probe.aristotelian import calibrate_scores, check_agg, check_smax, null_scores
 from vtalign.probe.metrics import DEFAULT_WORKSPACE, USES_K, check_int, check_metric, layer_lists
 from vtalign.probe.null_scores import draw_permutations
@@ -208,7 +209,8 @@ def leaderboard(models_a: Mapping[str, Layers], models_b: Mapping[str, Layers], 
     """Every model of A against every model of B, layers in memory.
 
     Args:
-        models_a, models_b: `{name: La tensors [N, D_l]}` (all with the same N).
+        models_a, models_b: `{name: layers}`, each a list of `[N, D_l]` tensors or an
+            `[N, L, D]` tensor (all with the same N).
         metric: one of `METRICS`; k: neighbours (kNN metrics, CKNNA).
         n_permutations: K of the null (0: raw scores only); alpha, smax, agg, seed:
             as in `vtalign.probe.aristotelian.calibrated_alignment`.
@@ -217,18 +219,20 @@ def leaderboard(models_a: Mapping[str, Layers], models_b: Mapping[str, Layers], 
         A `Leaderboard`; `.markdown()`, `.to_dict()`, `.matrix("calibrated")` `[Ma, Mb]`.
     """
     names_a, names_b = _names(models_a, "a"), _names(models_b, "b")
-    check_leaderboard_options(metric, k, n_permutations, alpha, smax, agg, seed)
-    n = int(next(iter(models_a.values()))[0].shape[0])
-    for side, models in (("a", models_a), ("b", models_b)):
-        for name, layers in models.items():
-            if not isinstance(layers, Sequence) or not layers or any(
-                    not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] != n for x in layers):
-                raise ValueError(f"models_{side}[{name!r}] must be a non-empty list of [N={n}, D] tensors")
-    if metric in USES_K:
-        check_int("k", k, lo=2 if metric == "cknna" else 1, hi=n - 1)
+    smax = check_leaderboard_options(metric, k, n_permutations, alpha, smax, agg, seed)
     check_flag("normalize", normalize)
     check_backend(backend)
-    smax = check_leaderboard_options(metric, k, n_permutations, alpha, smax, agg, seed)
+    # each model as a checked layer list ([N, L, D], [N, D] or a list of [N, D_l]), all with one N
+    models_a = {m: as_layer_list(f"models_a[{m!r}]", models_a[m]) for m in names_a}
+    models_b = {m: as_layer_list(f"models_b[{m!r}]", models_b[m]) for m in names_b}
+    n = int(models_a[names_a[0]][0].shape[0])
+    for side, models in (("a", models_a), ("b", models_b)):
+        for name, layers in models.items():
+            if layers[0].shape[0] != n:
+                raise ValueError(f"models_{side}[{name!r}] has N={layers[0].shape[0]} samples, "
+                                 f"models_a[{names_a[0]!r}] has N={n}")
+    if metric in USES_K:
+        check_int("k", k, lo=2 if metric == "cknna" else 1, hi=n - 1)
     board = Leaderboard(metric, k if metric in USES_K else 0, n,
                         agg if isinstance(agg, str) else getattr(agg, "__name__", "callable"), float(alpha), smax,
                         n_permutations, seed, names_a, names_b)
