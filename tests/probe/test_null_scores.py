@@ -115,11 +115,16 @@ def test_lists_are_reused():
     assert r1.statistic == r2.statistic and torch.equal(r1.null, r2.null)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
 @pytest.mark.parametrize("i32", ["int32", "int64 index", "int64 chunk"])
-def test_overlap_index_counts_equal_the_list_kernel(i32, monkeypatch):
-    from vtalign.probe import overlap_null
+def test_overlap_index_counts_equal_the_list_kernel(i32, backend, monkeypatch):
+    from vtalign.ops import overlap_null
+    from vtalign.ops._common import has_cpp
+
+    if backend == "cpp" and not has_cpp():
+        pytest.skip("the C++ core is not built")
+    from vtalign.ops.overlap_null import OverlapIndex
     from vtalign.probe.null_scores import knn_null
-    from vtalign.probe.overlap_null import OverlapIndex
 
     if i32 == "int64 index":  # positions past int32 (forced small): int64 throughout
         monkeypatch.setattr(overlap_null, "_I32", 100)
@@ -128,14 +133,14 @@ def test_overlap_index_counts_equal_the_list_kernel(i32, monkeypatch):
     ia, ib = layer_lists(a, K_NN), layer_lists(b, K_NN)
     perms = draw_permutations(N, 7, generator=torch.Generator().manual_seed(1))
     index = OverlapIndex([ia, ib, ia[:1]])
-    per_model = index.split(index.counts(ib, perms))
+    per_model = index.split(index.counts(ib, perms, backend=backend))
     for lists, got in zip((ia, ib, ia[:1]), per_model):
         assert torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
     many = OverlapIndex([ia] * 33 + [ib])  # > 64 indexed layers: the unfiltered path
     if i32 == "int64 chunk":  # an int32 index, but a chunk's hit numbers could pass int32
         monkeypatch.setattr(overlap_null, "_I32", 10 ** 4)
     assert all(torch.equal(got, knn_null(lists, ib, "mutual_knn", perms))
-               for lists, got in zip([ia] * 33 + [ib], many.split(many.counts(ib, perms))))
+               for lists, got in zip([ia] * 33 + [ib], many.split(many.counts(ib, perms, backend=backend))))
 
 
 def test_calibrated_alignment_takes_every_feature_layout(tmp_path):
@@ -152,3 +157,20 @@ def test_calibrated_alignment_takes_every_feature_layout(tmp_path):
     bad[0][3, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         calibrated_alignment(a, bad, "cka")
+
+
+def test_overlap_index_refuses_a_bad_backend_and_bad_lists():
+    from vtalign.ops._common import has_cpp
+    from vtalign.ops.overlap_null import OverlapIndex
+
+    a, b = _layers(8)
+    ia, ib = layer_lists(a, K_NN), layer_lists(b, K_NN)
+    perms = draw_permutations(N, 2, generator=torch.Generator().manual_seed(2))
+    index = OverlapIndex([ia])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        index.counts(ib, perms, backend="triton")
+    if has_cpp():  # an index outside [0, N) is refused, not read out of bounds
+        bad = ib.clone()
+        bad[0, 0, 0] = N
+        with pytest.raises(ValueError, match=r"outside \[0, N\)"):
+            index.counts(bad, perms, backend="cpp")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vtalign.ops.overlap_null import mutual_knn_null
 from vtalign.probe._checks import check_backend, check_flag, check_fraction, check_seed
 from vtalign.probe.alignment import as_layer_list
 from vtalign.probe.calibration import _z
@@ -39,7 +40,6 @@ from vtalign.probe.metrics import (
     list_scores,
 )
 from vtalign.probe.null_scores import CknnaNull, GramNull, draw_permutations, knn_null
-from vtalign.probe.overlap_null import mutual_knn_null
 
 Aggregate = str | Callable[[torch.Tensor], torch.Tensor]
 AGGREGATES = ("max", "mean")

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vtalign.ops.overlap_null import OverlapIndex
 from vtalign.probe._checks import check_backend, check_flag, check_fraction, check_seed
 from vtalign.probe.alignment import as_layer_list
 from vtalign.probe.aristotelian import calibrate_scores, check_agg, check_smax, null_scores
 from vtalign.probe.metrics import DEFAULT_WORKSPACE, USES_K, check_int, check_metric, layer_lists
 from vtalign.probe.null_scores import draw_permutations
-from vtalign.probe.overlap_null import OverlapIndex
 
 Layers = Sequence[torch.Tensor]
 

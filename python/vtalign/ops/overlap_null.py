@@ -13,12 +13,19 @@ exact integers; `mutual_knn = count / (N k)` as in `knn_overlap`.
 This replaces, per permutation, a re-indexing of B's lists and one list pass
 per (A model, B model) by one pass per B model shared by every A model -- what
 makes a leaderboard's permutation null cost about as much as its raw scores.
+
+Backends: "cpp" (csrc/overlap_null.cpp: one pass per (permutation, B layer) with a
+row of T counters, threads over the pairs) for the dense index (N <= 4096) when the
+C++ core is built; "torch" (vectorised look-ups, `bincount`) otherwise. Both give the
+same integers.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+
+from vtalign.ops._common import check_choice, cpp, has_cpp
 
 _DENSE_KEYS = 1 << 24  # up to N = 4096 a dense row pointer (N² + 1 int64) beats a binary search
 _CHUNK_ENTRIES = 1 << 22  # query entries (permutations x B layers x N x k) per chunk
@@ -59,14 +66,20 @@ class OverlapIndex:
             return self.rowptr.index_select(0, q), self.rowptr.index_select(0, q + 1)
         return torch.searchsorted(self.keys, q), torch.searchsorted(self.keys, q, right=True)
 
-    def counts(self, idx_b: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+    def counts(self, idx_b: torch.Tensor, perms: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
         """`[P, Lb, T]` int64 overlap counts of each indexed layer with each layer of
-        B[π], from B's lists `idx_b [Lb, N, k]` and permutations `perms [P, N]`."""
+        B[π], from B's lists `idx_b [Lb, N, k]` and permutations `perms [P, N]`.
+        backend: "auto" (C++ where it applies), "cpp" or "torch"."""
+        check_choice("backend", backend, ("auto", "cpp", "torch"))
         lb, n, k = idx_b.shape
         if n != self.n or k != self.k:
             raise ValueError(f"idx_b is [Lb, N={n}, k={k}] but the index holds N={self.n}, k={self.k}")
-        ib = idx_b.cpu().to(torch.int64).reshape(lb, n * k)
         perms = perms.cpu().to(torch.int64)
+        if backend == "cpp" and self.rowptr is None:
+            raise ValueError(f"backend='cpp' needs the dense index (N <= {int(_DENSE_KEYS ** 0.5)}), got N={n}")
+        if backend == "cpp" or (backend == "auto" and self.rowptr is not None and has_cpp()):
+            return self._cpp_counts(idx_b, perms)
+        ib = idx_b.cpu().to(torch.int64).reshape(lb, n * k)
         P = perms.shape[0]
         out = torch.empty(P, lb, self.t, dtype=torch.int64)
         per_perm = lb * n * k
@@ -113,6 +126,15 @@ class OverlapIndex:
                                                output_size=hits)
             bins = self.ids.index_select(0, pos).to(it).add_(base)
             out[s:s + c] = torch.bincount(bins, minlength=groups * self.t).view(c, lb, self.t)
+        return out
+
+    def _cpp_counts(self, idx_b: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+        P, n = perms.shape
+        inv = torch.empty_like(perms).scatter_(1, perms, torch.arange(n).expand(P, n))
+        out = torch.empty(P, idx_b.shape[0], self.t, dtype=torch.int64)
+        cpp().indexed_overlap_counts(self.rowptr.numpy(), self.ids.numpy(),
+                                     idx_b.cpu().to(torch.int64).contiguous().numpy(), inv.contiguous().numpy(),
+                                     out.numpy())
         return out
 
     def split(self, counts: torch.Tensor) -> list[torch.Tensor]:

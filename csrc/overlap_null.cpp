@@ -1,0 +1,86 @@
+// Mutual-kNN overlap counts under many permutations of B, against an index of
+// A's neighbour lists (python/vtalign/probe/overlap_null.py builds the index:
+// A's (layer, row i, neighbour j) entries sorted by the key i·N + j, with a
+// dense row pointer over the N² keys).
+//
+// For permutation p with inverse inv, row s of B is row inv[s] of B[π] and its
+// neighbour j is inv[j] there, so the query key of B-layer b's entry (s, j) is
+// inv[s]·N + inv[j]; every A layer in that key's run holds the pair, and the
+// count of (p, b, A layer) goes up by one. Each (p, b) has its own row of T
+// counters (L1-resident for a few hundred indexed layers), so threads never
+// share a counter and the counts are exact integers in any thread order.
+#include <omp.h>
+
+#include <cstdint>
+#include <stdexcept>
+
+#include "registry.h"
+
+using vtalign::carray;
+namespace py = pybind11;
+
+namespace {
+
+template <typename I>
+void indexed_overlap_counts(carray<I> rowptr, carray<I> ids, carray<int64_t> idx_b, carray<int64_t> inv,
+                            py::array out) {
+  if (idx_b.ndim() != 3 || inv.ndim() != 2 || out.ndim() != 3)
+    throw std::invalid_argument("indexed_overlap_counts: idx_b [Lb, N, k], inv [P, N], out [P, Lb, T]");
+  const int64_t Lb = idx_b.shape(0), N = idx_b.shape(1), k = idx_b.shape(2);
+  const int64_t P = inv.shape(0), T = out.shape(2);
+  if (inv.shape(1) != N || out.shape(0) != P || out.shape(1) != Lb)
+    throw std::invalid_argument("indexed_overlap_counts: inv, idx_b and out disagree on P, N or Lb");
+  if (rowptr.ndim() != 1 || rowptr.shape(0) != N * N + 1)
+    throw std::invalid_argument("indexed_overlap_counts: rowptr must be [N * N + 1]");
+  const I* rp = rowptr.data();
+  const I* id = ids.data();
+  const int64_t n_ids = ids.shape(0);
+  const int64_t* B = idx_b.data();
+  const int64_t* V = inv.data();
+  int64_t* O = vtalign::out_ptr<int64_t>(out, "out");
+  bool bad = false;
+  {
+    py::gil_scoped_release nogil;
+#pragma omp parallel for schedule(dynamic, 1) reduction(|| : bad)
+    for (int64_t g = 0; g < P * Lb; ++g) {
+      const int64_t p = g / Lb, b = g % Lb;
+      const int64_t* v = V + p * N;
+      const int64_t* lists = B + b * N * k;
+      int64_t* row = O + g * T;
+      for (int64_t t = 0; t < T; ++t) row[t] = 0;
+      for (int64_t s = 0; s < N; ++s) {
+        const int64_t base = v[s] * N;
+        for (int64_t q = 0; q < k; ++q) {
+          const int64_t j = lists[s * k + q];
+          if (j < 0 || j >= N) {
+            bad = true;
+            break;
+          }
+          const int64_t key = base + v[j];
+          for (int64_t h = rp[key], e = rp[key + 1]; h < e; ++h) {
+            const int64_t t = id[h];
+            if (h >= n_ids || t < 0 || t >= T) {  // a corrupt index must not write out of bounds
+              bad = true;
+              break;
+            }
+            ++row[t];
+          }
+        }
+      }
+    }
+  }
+  if (bad) throw std::invalid_argument("indexed_overlap_counts: idx_b holds an index outside [0, N), or the index refers past ids or T");
+}
+
+void register_overlap_null(py::module_& m) {
+  const char* doc =
+      "indexed_overlap_counts(rowptr, ids, idx_b [Lb, N, k] int64, inv [P, N] int64, out [P, Lb, T] int64): "
+      "mutual-kNN overlap counts of every indexed A layer with every layer of B under each permutation "
+      "(rowptr [N*N + 1] and ids: int32 or int64, the same for both)";
+  m.def("indexed_overlap_counts", &indexed_overlap_counts<int32_t>, doc);
+  m.def("indexed_overlap_counts", &indexed_overlap_counts<int64_t>, doc);
+}
+
+vtalign::Register reg_overlap_null(register_overlap_null);
+
+}  // namespace
