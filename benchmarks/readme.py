@@ -1,9 +1,12 @@
 """Regenerate the README's performance section from one `vtalign bench` results.json.
 
     python -m vtalign.benchmarks.readme [benchmarks/results/results.json] [README.md] [--allow-busy]
+        [--block NAME]
 
-Everything between the `<!-- perf:start -->` and `<!-- perf:end -->` markers is
-replaced; the numbers are never copied by hand. A run marked busy (another process
+Everything between the `<!-- perf:start -->` and `<!-- perf:end -->` markers (with
+`--block NAME`: `<!-- perf-NAME:start -->` ... `<!-- perf-NAME:end -->`, for the
+suites of another run, each block quoting its own command) is replaced; the
+numbers are never copied by hand. A run marked busy (another process
 used the machine during a suite) is refused unless `--allow-busy`.
 """
 from __future__ import annotations
@@ -14,11 +17,21 @@ import sys
 
 from .run import write_atomic
 
-START, END = "<!-- perf:start -->", "<!-- perf:end -->"
-# The README quotes the kNN suite's distance to its GEMM floor (seconds of large GEMMs);
-# soft-DTW's floor is milliseconds of small GEMMs, which move more between runs on a
-# shared VM than the ratio itself, so it stays in the suite's report.
-README_LIMIT_SUITES = ("knn",)
+# The README quotes the kNN suite's distance to its GEMM floor (seconds of large GEMMs)
+# and the leaderboard's distance to its kNN searches; soft-DTW's floor is milliseconds
+# of small GEMMs, which move more between runs on a shared VM than the ratio itself,
+# so it stays in the suite's report.
+README_LIMITS = {
+    "knn": "vtalign's time over the bare N x N x D products of the same sizes (torch's GEMM, no selection); "
+           "below 1 because a self-search needs half of them",
+    "calibration": "the leaderboard's time (searches, raw scores and the permutation null of every model pair) "
+                   "over the time of its kNN searches alone",
+}
+
+
+def markers(block: str) -> tuple[str, str]:
+    name = "perf" if not block else f"perf-{block}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def _ratio(r: dict) -> str:
@@ -36,11 +49,11 @@ def section(res: dict) -> str:
     for r in res["speedups"]:
         lines.append(f"| {r['suite']} | {r['case']} | {r['impl']} | {r['vtalign_s']:.3g} | {r['other_s']:.3g} | "
                      f"{_ratio(r)} |")
-    limits = [r for r in res.get("limits", []) if r["suite"] in README_LIMIT_SUITES]
+    limits = [r for r in res.get("limits", []) if r["suite"] in README_LIMITS]
     if limits:
-        lines += ["", "Against the physical limit: vtalign's time over the bare N x N x D products of the same "
-                      "sizes (torch's GEMM, no selection); below 1 because a self-search needs half of them. "
-                      "Soft-DTW's GEMM floor is in `benchmarks/results/soft_dtw.md`.", "",
+        why = "; ".join(f"{s}: {README_LIMITS[s]}" for s in dict.fromkeys(r["suite"] for r in limits))
+        lines += ["", f"Against the physical limit ({why}). Soft-DTW's GEMM floor is in "
+                      "`benchmarks/results/soft_dtw.md`.", "",
                   "| suite | case | limit | vtalign (s) | limit (s) | vtalign / limit |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['suite']} | {r['case']} | {r['impl']} | {r['vtalign_s']:.3g} | {r['other_s']:.3g} | "
                   f"{_ratio(r)} |" for r in limits]
@@ -57,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", nargs="?", default="benchmarks/results/results.json")
     p.add_argument("readme", nargs="?", default="README.md")
     p.add_argument("--allow-busy", action="store_true", help="publish a run made while the machine was busy")
+    p.add_argument("--block", default="", help="write between <!-- perf-BLOCK:start/end --> (another run's suites)")
     args = p.parse_args(argv)
     with open(args.results) as f:
         res = json.load(f)
@@ -70,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with open(args.readme) as f:
         text = f.read()
+    START, END = markers(args.block)
     if START not in text or END not in text:
         print(f"{args.readme} has no {START} ... {END} markers", file=sys.stderr)
         return 2

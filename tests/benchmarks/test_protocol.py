@@ -103,9 +103,21 @@ def test_readme_section_states_protocol_and_range(tmp_path):
 
 def test_readme_refuses_a_busy_run(tmp_path):
     res, md = tmp_path / "results.json", tmp_path / "README.md"
-    md.write_text(f"x\n{readme.START}\nold\n{readme.END}\ny\n")
+    start, end = readme.markers("")
+    md.write_text(f"x\n{start}\nold\n{end}\ny\n")
     res.write_text(json.dumps(_results(busy=True)))
     assert readme.main([str(res), str(md)]) == 2
     assert "old" in md.read_text()
     assert readme.main([str(res), str(md), "--allow-busy"]) == 0
     assert "2.50x" in md.read_text() and md.read_text().startswith("x\n") and md.read_text().endswith("y\n")
+
+
+def test_readme_writes_a_named_block_and_leaves_the_main_one(tmp_path):
+    res, md = tmp_path / "results.json", tmp_path / "README.md"
+    (s0, e0), (s1, e1) = readme.markers(""), readme.markers("probe")
+    md.write_text(f"{s0}\nmain\n{e0}\n{s1}\nold\n{e1}\n")
+    res.write_text(json.dumps(_results()))
+    assert readme.main([str(res), str(md), "--block", "probe"]) == 0
+    text = md.read_text()
+    assert "main" in text and "old" not in text and text.index(s1) < text.index("2.50x") < text.index(e1)
+    assert readme.main([str(res), str(md), "--block", "missing"]) == 2
