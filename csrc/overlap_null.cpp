@@ -11,6 +11,7 @@
 // share a counter and the counts are exact integers in any thread order.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 
@@ -39,37 +40,55 @@ void indexed_overlap_counts(carray<I> rowptr, carray<I> ids, carray<int64_t> idx
   const int64_t* V = inv.data();
   int64_t* O = vtalign::out_ptr<int64_t>(out, "out");
   bool bad = false;
+  // Work unit: one permutation and a block of B layers. For a row s every layer of the
+  // block queries the same row inv[s] of the index, whose rowptr segment (N entries) and
+  // ids (about T·k entries) then stay in L1 across the block; the block's counters
+  // (LB_BLOCK·T) stay in L1 too.
+  constexpr int64_t LB_BLOCK = 8;
+  const int64_t blocks = (Lb + LB_BLOCK - 1) / LB_BLOCK;
   {
     py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(dynamic, 1) reduction(|| : bad)
-    for (int64_t g = 0; g < P * Lb; ++g) {
-      const int64_t p = g / Lb, b = g % Lb;
+    for (int64_t g = 0; g < P * blocks; ++g) {
+      const int64_t p = g / blocks, b0 = (g % blocks) * LB_BLOCK, b1 = std::min(Lb, b0 + LB_BLOCK);
       const int64_t* v = V + p * N;
-      const int64_t* lists = B + b * N * k;
-      int64_t* row = O + g * T;
-      for (int64_t t = 0; t < T; ++t) row[t] = 0;
-      for (int64_t s = 0; s < N; ++s) {
-        const int64_t base = v[s] * N;
-        for (int64_t q = 0; q < k; ++q) {
-          const int64_t j = lists[s * k + q];
-          if (j < 0 || j >= N) {
-            bad = true;
-            break;
-          }
-          const int64_t key = base + v[j];
-          for (int64_t h = rp[key], e = rp[key + 1]; h < e; ++h) {
-            const int64_t t = id[h];
-            if (h >= n_ids || t < 0 || t >= T) {  // a corrupt index must not write out of bounds
+      int64_t* rows = O + (p * Lb + b0) * T;
+      std::fill(rows, rows + (b1 - b0) * T, int64_t{0});
+      for (int64_t s = 0; s < N && !bad; ++s) {
+        const int64_t vs = v[s];
+        if (vs < 0 || vs >= N) {
+          bad = true;
+          break;
+        }
+        const I* seg = rp + vs * N;
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t* l = B + (b * N + s) * k;
+          int64_t* row = rows + (b - b0) * T;
+          for (int64_t q = 0; q < k; ++q) {
+            const int64_t j = l[q];
+            if (j < 0 || j >= N) {
               bad = true;
               break;
             }
-            ++row[t];
+            const int64_t vj = v[j];
+            if (vj < 0 || vj >= N) {
+              bad = true;
+              break;
+            }
+            for (int64_t h = seg[vj], e = seg[vj + 1]; h < e; ++h) {
+              const int64_t t = id[h];
+              if (h >= n_ids || t < 0 || t >= T) {  // a corrupt index must not write out of bounds
+                bad = true;
+                break;
+              }
+              ++row[t];
+            }
           }
         }
       }
     }
   }
-  if (bad) throw std::invalid_argument("indexed_overlap_counts: idx_b holds an index outside [0, N), or the index refers past ids or T");
+  if (bad) throw std::invalid_argument("indexed_overlap_counts: idx_b or inv holds an index outside [0, N), or the index refers past ids or T");
 }
 
 void register_overlap_null(py::module_& m) {

@@ -142,17 +142,19 @@ def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric
     opts = f"False|None|{key}"  # `vtalign probe`'s options string without --concat/--outliers: one shared cache
     try:
         _check_k(k, n, [metric])
-        for ff in (*opened_v.values(), *opened_t.values()):
-            read_layers(ff.path, ff)  # every value checked (NaN/Inf) before any search
         searched = {"new": 0, "cached": 0}
 
         def lists(ff, label):
+            # one file at a time: its values checked (NaN/Inf) before its searches, then closed, so
+            # its memory-mapped pages are released and the sweep holds one file, not the grid's
+            read_layers(ff.path, ff)
             before = _count_cache(cache)
             idx = cached_layer_lists(ff, _file_id(ff.path), k, normalize=True, options=opts, cache_dir=cache,
                                      backend=backend, label=label, progress=progress, device=device)
             new = _count_cache(cache) - before if cache else len(ff)
             searched["new"] += new
             searched["cached"] += len(ff) - new
+            ff.close()
             return idx
 
         lv = {c: lists(ff, f"{c} frames") for c, ff in opened_v.items()}
