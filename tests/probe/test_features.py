@@ -208,3 +208,19 @@ def test_atomic_write_leaves_old_file_on_failure(feats, tmp_path):
         st.save = orig
     assert p.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["f.safetensors"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("ext", [".pt", ".npy", ".npz"])
+def test_a_closed_file_drops_its_arrays(ext, tmp_path, gen):
+    """close() releases the (memory-mapped) arrays, so a sweep over many files holds one at a
+    time; reading a closed file is a clear error, not a read of a stale mapping."""
+    path = str(tmp_path / f"f{ext}")
+    x = torch.randn(12, 3, 5, generator=gen)
+    save_features(path, x)
+    ff = open_features(path)
+    assert torch.equal(ff.layer(1), x[:, 1])
+    ff.close()
+    assert ff._sources is None
+    with pytest.raises(ValueError, match="is closed"):
+        ff.layer(0)
+    ff.close()  # twice is fine

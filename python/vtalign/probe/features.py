@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from vtalign._atomic import atomic_write, check_out_file
 from vtalign._optional import require
 from vtalign.ops._common import check_finite
 
@@ -96,7 +95,7 @@ class FeatureFile(Sequence):
         if not -len(self) <= i < len(self):
             raise IndexError(f"{self.path} has {len(self)} layers, asked for layer {i}")
         i %= len(self)
-        src = self._sources[0] if self.stacked else self._sources[i]
+        src = self._open_sources()[0 if self.stacked else i]
         # i:i+1 rather than i: every backing store (numpy memmap, torch, safetensors
         # slices) supports a range on the middle axis, and it reads only that layer.
         t = _to_tensor(src[:, i:i + 1, :] if self.stacked else src[:])
@@ -111,7 +110,7 @@ class FeatureFile(Sequence):
         """Samples start:stop of every layer of a stacked file, `[c, L, D]` (contiguous on disk)."""
         if not self.stacked:
             raise ValueError(f"{self.path} stores layers separately; read them with layer(i)")
-        return _to_tensor(self._sources[0][start:stop])
+        return _to_tensor(self._open_sources()[0][start:stop])
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
@@ -133,10 +132,17 @@ class FeatureFile(Sequence):
             return torch.stack([self.layer(i) for i in range(len(self))], dim=1)
         return [self.layer(i) for i in range(len(self))]
 
+    def _open_sources(self) -> list:
+        if self._sources is None:
+            raise ValueError(f"{self.path} is closed; open it again with open_features")
+        return self._sources
+
     def close(self) -> None:
+        """Drop the handle and the (memory-mapped) arrays, so their pages are released."""
         if self._closer is not None:
             self._closer()
             self._closer = None
+        self._sources = None
 
     def __enter__(self):
         return self
@@ -337,63 +343,5 @@ def load_features(path: str | os.PathLike, *, key: str = "feats",
         return ff.layer(0) if ff.single else ff.load()
 
 
-def _layers_of(feats) -> tuple[bool, list[torch.Tensor]]:
-    if isinstance(feats, torch.Tensor):
-        if feats.dim() not in (2, 3) or feats.numel() == 0:
-            raise ValueError(f"feats must be a non-empty [N, L, D] or [N, D] tensor, got shape {tuple(feats.shape)}")
-        if not feats.is_floating_point():
-            raise TypeError(f"feats must be floating point, got {feats.dtype}")
-        return True, [feats]
-    if isinstance(feats, (list, tuple)) and feats:
-        for i, t in enumerate(feats):
-            if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.numel() == 0:
-                raise ValueError(f"feats[{i}] must be a non-empty [N, D] tensor")
-            if not t.is_floating_point():
-                raise TypeError(f"feats[{i}] must be floating point, got {t.dtype}")
-        ns = sorted({t.shape[0] for t in feats})
-        if len(ns) > 1:
-            raise ValueError(f"feats: layers have different sample counts N {ns}")
-        return False, list(feats)
-    raise TypeError(f"feats must be a tensor or a non-empty list of tensors, got {type(feats).__name__}")
-
-
-def save_features(path: str | os.PathLike, feats: torch.Tensor | Sequence[torch.Tensor], *,
-                  key: str = "feats") -> None:
-    """Write features atomically (nothing half-written is ever visible at `path`).
-
-    Args:
-        path: destination; the suffix picks the format (see the module docstring).
-        feats: `[N, L, D]` / `[N, D]` tensor or a list of `[N, D_l]` tensors (`.npy`
-            takes a single tensor only).
-
-    Raises:
-        MissingDependency: a `.safetensors` path without the safetensors package.
-    """
-    path = check_out_file(path, "path")
-    ext = _suffix(path)
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"key must be a non-empty string, got {key!r}")
-    single, layers = _layers_of(feats)
-    if ext == ".npy" and not single:
-        raise ValueError(".npy holds one array; save a list of layers as .npz, .safetensors or .pt")
-    layers = [t.detach().cpu().contiguous() for t in layers]
-    # before atomic_write, so a missing package leaves no temporary file behind
-    st_torch = require("safetensors.torch", "io", "writing .safetensors files") if ext == ".safetensors" else None
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            if ext in (".pt", ".pth"):
-                torch.save({key: layers[0] if single else layers}, f)
-            elif ext == ".npy":
-                np.save(f, layers[0].numpy(), allow_pickle=False)
-            elif ext == ".npz":
-                arrays = {key: layers[0].numpy()} if single else {f"{key}.{i}": t.numpy()
-                                                                  for i, t in enumerate(layers)}
-                np.savez(f, **arrays)
-            else:
-                tensors = {key: layers[0]} if single else {f"{key}.{i}": t for i, t in enumerate(layers)}
-                f.write(st_torch.save(tensors))
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
+# the writer lives in its own file; this keeps one import path for reading and writing
+from vtalign.probe.feature_writer import save_features  # noqa: E402, F401
