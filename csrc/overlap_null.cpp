@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
+#include <vector>
 
 #include "registry.h"
 
@@ -39,56 +40,58 @@ void indexed_overlap_counts(carray<I> rowptr, carray<I> ids, carray<int64_t> idx
   const int64_t* B = idx_b.data();
   const int64_t* V = inv.data();
   int64_t* O = vtalign::out_ptr<int64_t>(out, "out");
+  // Every index is checked once here, so the hot loop below reads without branches
+  // beyond its own loop bounds: rowptr non-decreasing from 0 to n_ids, ids in [0, T),
+  // B's lists and every inverse permutation in [0, N).
+  if (rp[0] != 0 || rp[N * N] != n_ids) throw std::invalid_argument("indexed_overlap_counts: rowptr does not span ids");
   bool bad = false;
-  // Work unit: one permutation and a block of B layers. For a row s every layer of the
-  // block queries the same row inv[s] of the index, whose rowptr segment (N entries) and
-  // ids (about T·k entries) then stay in L1 across the block; the block's counters
-  // (LB_BLOCK·T) stay in L1 too.
-  constexpr int64_t LB_BLOCK = 8;
-  const int64_t blocks = (Lb + LB_BLOCK - 1) / LB_BLOCK;
   {
     py::gil_scoped_release nogil;
-#pragma omp parallel for schedule(dynamic, 1) reduction(|| : bad)
-    for (int64_t g = 0; g < P * blocks; ++g) {
-      const int64_t p = g / blocks, b0 = (g % blocks) * LB_BLOCK, b1 = std::min(Lb, b0 + LB_BLOCK);
-      const int64_t* v = V + p * N;
-      int64_t* rows = O + (p * Lb + b0) * T;
-      std::fill(rows, rows + (b1 - b0) * T, int64_t{0});
-      for (int64_t s = 0; s < N && !bad; ++s) {
-        const int64_t vs = v[s];
-        if (vs < 0 || vs >= N) {
-          bad = true;
-          break;
-        }
-        const I* seg = rp + vs * N;
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t* l = B + (b * N + s) * k;
-          int64_t* row = rows + (b - b0) * T;
-          for (int64_t q = 0; q < k; ++q) {
-            const int64_t j = l[q];
-            if (j < 0 || j >= N) {
-              bad = true;
-              break;
-            }
-            const int64_t vj = v[j];
-            if (vj < 0 || vj >= N) {
-              bad = true;
-              break;
-            }
-            for (int64_t h = seg[vj], e = seg[vj + 1]; h < e; ++h) {
-              const int64_t t = id[h];
-              if (h >= n_ids || t < 0 || t >= T) {  // a corrupt index must not write out of bounds
-                bad = true;
-                break;
-              }
-              ++row[t];
+#pragma omp parallel for schedule(static) reduction(|| : bad)
+    for (int64_t x = 0; x < N * N; ++x) bad = bad || rp[x + 1] < rp[x];
+#pragma omp parallel for schedule(static) reduction(|| : bad)
+    for (int64_t h = 0; h < n_ids; ++h) bad = bad || id[h] < 0 || id[h] >= T;
+#pragma omp parallel for schedule(static) reduction(|| : bad)
+    for (int64_t x = 0; x < Lb * N * k; ++x) bad = bad || B[x] < 0 || B[x] >= N;
+#pragma omp parallel for schedule(static) reduction(|| : bad)
+    for (int64_t x = 0; x < P * N; ++x) bad = bad || V[x] < 0 || V[x] >= N;
+  }
+  if (bad)
+    throw std::invalid_argument(
+        "indexed_overlap_counts: idx_b or inv holds an index outside [0, N), or the index refers past ids or T");
+  // Work unit: one permutation and a block of B layers. For a row s every layer of the
+  // block queries the same row inv[s] of the index, whose rowptr segment (N entries) and
+  // ids (about T·k entries) then stay in L1 across the block, as do the block's int32
+  // counters (LB_BLOCK·T; a count is at most N·k < 2^31, checked by the caller's shapes).
+  constexpr int64_t LB_BLOCK = 8;
+  const int64_t blocks = (Lb + LB_BLOCK - 1) / LB_BLOCK;
+  if (N * k >= (int64_t{1} << 31)) throw std::invalid_argument("indexed_overlap_counts: N * k must be < 2^31");
+  {
+    py::gil_scoped_release nogil;
+#pragma omp parallel
+    {
+      std::vector<int32_t> cnt(LB_BLOCK * T);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t g = 0; g < P * blocks; ++g) {
+        const int64_t p = g / blocks, b0 = (g % blocks) * LB_BLOCK, b1 = std::min(Lb, b0 + LB_BLOCK);
+        const int64_t* v = V + p * N;
+        std::fill(cnt.begin(), cnt.end(), 0);
+        for (int64_t s = 0; s < N; ++s) {
+          const I* seg = rp + v[s] * N;
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t* l = B + (b * N + s) * k;
+            int32_t* row = cnt.data() + (b - b0) * T;
+            for (int64_t q = 0; q < k; ++q) {
+              const int64_t vj = v[l[q]];
+              for (I h = seg[vj], e = seg[vj + 1]; h < e; ++h) ++row[id[h]];
             }
           }
         }
+        int64_t* rows = O + (p * Lb + b0) * T;
+        for (int64_t x = 0; x < (b1 - b0) * T; ++x) rows[x] = cnt[x];
       }
     }
   }
-  if (bad) throw std::invalid_argument("indexed_overlap_counts: idx_b or inv holds an index outside [0, N), or the index refers past ids or T");
 }
 
 void register_overlap_null(py::module_& m) {

@@ -180,13 +180,15 @@ def _fill(board: Leaderboard, lists_a, lists_b, layers_a, layers_b, *, agg, norm
     perms = draw_permutations(n, n_perm, generator=torch.Generator().manual_seed(board.seed))
     ident = torch.arange(n).unsqueeze(0)
     kw = dict(metric=metric, agg=agg, alpha=board.alpha, smax=board.smax)
+    index, indexed = None, None  # built once for the A models a B model still needs (the same for all, usually)
     for b in board.models_b:
         todo = [a for a in board.models_a if (a, b) not in board.pairs]
         if not todo:
             continue
         if metric == "mutual_knn":
             # one pass per permutation for every A model at once; row 0 is the identity
-            index = OverlapIndex([lists_a[a] for a in todo])
+            if indexed != todo:
+                index, indexed = OverlapIndex([lists_a[a] for a in todo]), todo
             per_a = index.split(index.counts(lists_b[b], torch.cat([ident, perms])))
             for a, s in zip(todo, per_a):
                 board.pairs[(a, b)] = _pair(a, b, s[0], s[1:] if n_perm else None, **kw)
