@@ -38,7 +38,7 @@ test: setup
 
 # the published numbers: every suite, one run, refused while the machine is busy
 bench: setup
-	$(PIP) install -q -c $(LOCK) faiss-cpu tslearn pysdtw
+	$(PIP) install -q -c $(LOCK) faiss-cpu tslearn pysdtw calibrated-similarity
 	$(VENV)/bin/vtalign bench --size full --out benchmarks/results --refuse-busy
 	$(PY) -m vtalign.benchmarks.readme benchmarks/results/results.json README.md
 
