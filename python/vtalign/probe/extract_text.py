@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from vtalign.probe._checks import check_choice
 from vtalign.probe.extract_loop import check_batch_args, output_paths, run_extraction
 from vtalign.probe.extract_store import FORMATS, feature_file_name, run_key
 from vtalign.probe.extract_video import check_device, model_fingerprint
@@ -48,10 +49,8 @@ def extract_text(samples: Sequence[Sample], model: str, captions: Sequence[int],
         The files written, in ascending n_c.
     """
     counts = check_batch_args(samples, out_dir, captions, batch_size, "captions")
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    check_choice("pool", pool, POOLS)
+    check_choice("fmt", fmt, FORMATS)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be an int >= 1, got {max_length!r}")
     check_caption_counts(list(samples), counts, "captions")

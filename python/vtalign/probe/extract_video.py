@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from vtalign._optional import require
+from vtalign.probe._checks import check_choice
 from vtalign.probe.encoders import multi_frame_features
 from vtalign.probe.extract_loop import check_batch_args, output_paths, run_extraction
 from vtalign.probe.extract_store import FORMATS, feature_file_name, run_key
@@ -106,12 +107,9 @@ def extract_video(samples: Sequence[Sample], model: str, frames: Sequence[int], 
         The files written, in ascending n_f.
     """
     counts = check_batch_args(samples, out_dir, frames, batch_size, "frames")
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    if image_frames not in IMAGE_FRAMES:
-        raise ValueError(f"image_frames must be one of {IMAGE_FRAMES}, got {image_frames!r}")
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    check_choice("pool", pool, POOLS)
+    check_choice("image_frames", image_frames, IMAGE_FRAMES)
+    check_choice("fmt", fmt, FORMATS)
     if any(s.video is None for s in samples):
         raise ValueError("samples: every sample needs a video file")
     dev = check_device(device)
