@@ -102,3 +102,23 @@ def test_manifests_csv_and_jsonl(tmp_path):
     (tmp_path / "bad.csv").write_text("id,captions\na,x\n")
     with pytest.raises(ValueError, match="missing video"):
         read_manifest(str(tmp_path / "bad.csv"))
+
+
+def test_sweep_refuses_a_file_with_nan_naming_file_and_layer(tmp_path):
+    """Each layer is read once, by its search; a NaN still stops the sweep with the file and
+    layer named (FeatureFile.layer checks what it reads)."""
+    from vtalign.probe.features import save_features
+    from vtalign.probe.file_sweep import sweep_files
+
+    g = torch.Generator().manual_seed(0)
+    vdir, tdir = tmp_path / "v", tmp_path / "t"
+    vdir.mkdir()
+    tdir.mkdir()
+    for c in (1, 2, 3):
+        save_features(str(vdir / feature_file_name("vid", "avg", "frames", c)), torch.randn(20, 2, 6, generator=g))
+        t = torch.randn(20, 3, 5, generator=g)
+        if c == 2:
+            t[4, 1, 0] = float("nan")
+        save_features(str(tdir / feature_file_name("txt", "avg", "captions", c)), t)
+    with pytest.raises(ValueError, match=r"txt_pool-avg_numcaptions-2\.pt layer 1 contains NaN"):
+        sweep_files([str(vdir)], [str(tdir)], k=3, progress=False)

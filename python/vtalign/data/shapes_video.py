@@ -98,7 +98,7 @@ def write_mp4(path: str, frames: np.ndarray, *, fps: int = 8) -> str:
 
 
 def shapes_video_set(out_dir: str, n: int = 32, *, frames: int = 16, size: int = 64, seed: int = 0) -> list[ShapeClip]:
-    """Write `n` clips (`<out_dir>/videos/clip-XXXX.mp4`) and `<out_dir>/manifest.jsonl`
+    """Write `n` clips (`<out_dir>/videos/clip-0000.mp4`, `clip-0001.mp4`, ...) and `<out_dir>/manifest.jsonl`
     (one `{"id", "video", "captions"}` line per clip, video paths relative to out_dir).
 
     Clips cycle through every colour x shape x motion combination, so each

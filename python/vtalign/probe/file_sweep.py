@@ -21,7 +21,7 @@ import torch
 from vtalign._atomic import check_out_dir
 from vtalign._progress import progress_bar
 from vtalign.probe._checks import check_backend, check_flag, check_int
-from vtalign.probe.alignment import _check_k, _result, read_layers
+from vtalign.probe.alignment import _check_k, _result
 from vtalign.probe.extract_store import NAME_RE, feature_ids, parse_feature_name
 from vtalign.probe.features import open_features
 from vtalign.probe.metrics import KNN_METRICS, list_scores
@@ -145,9 +145,9 @@ def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric
         searched = {"new": 0, "cached": 0}
 
         def lists(ff, label):
-            # one file at a time: its values checked (NaN/Inf) before its searches, then closed, so
-            # its memory-mapped pages are released and the sweep holds one file, not the grid's
-            read_layers(ff.path, ff)
+            # one file at a time, each layer read once: FeatureFile.layer refuses NaN/Inf naming the
+            # file and layer as the search reads it; then the file is closed, so its mapped pages
+            # are released and the sweep holds one file, not the grid's
             before = _count_cache(cache)
             idx = cached_layer_lists(ff, _file_id(ff.path), k, normalize=True, options=opts, cache_dir=cache,
                                      backend=backend, label=label, progress=progress, device=device)

@@ -15,7 +15,15 @@ from vtalign.ops.soft_dtw.checks import (
     check_gamma,
 )
 from vtalign.ops.soft_dtw.costs import pairwise_cost
-from vtalign.ops.soft_dtw.custom_ops import bwd_op, fwd_op, gamma_vector, reference_values, run_costs, triton_gap
+from vtalign.ops.soft_dtw.custom_ops import (
+    bwd_op,
+    fwd_op,
+    gamma_vector,
+    reference_gamma,
+    reference_values,
+    run_costs,
+    triton_gap,
+)
 from vtalign.reference import soft_dtw as ref
 
 
@@ -63,7 +71,7 @@ def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *, cost: Cost
     w = check_bandwidth(bandwidth, xl, yl, checks=checks)
     checks.run()  # the call's one host sync: every value check above, before any kernel
     if be == "reference":
-        gg = g.double() if isinstance(g, torch.Tensor) else g
+        gg = reference_gamma(g)
         return ref.soft_dtw(x, y, gg, cost=cost, bandwidth=None if w < 0 else w, x_lengths=xl.tolist(),
                             y_lengths=yl.tolist(), normalize=normalize)
     v = _run_features(x, y, cost, g, xl, yl, w, be, xn, yn)
@@ -137,7 +145,7 @@ def soft_dtw_pairwise(x: torch.Tensor, y: torch.Tensor, gamma: Gamma = 1.0, *,
     checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=triton_gap(x, y))
     if be == "reference":
-        gg = g.double() if isinstance(g, torch.Tensor) else g
+        gg = reference_gamma(g)
         return ref.soft_dtw_pairwise(x, y, gg, cost=cost, bandwidth=None if w < 0 else w,
                                      x_lengths=xl.tolist(), y_lengths=yl.tolist(), normalize=normalize)
     v = run_costs(pairwise_cost(x, y, cost, pairwise=True), g, pxl, pyl, w, be).view(B1, B2)

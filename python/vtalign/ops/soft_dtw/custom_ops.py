@@ -154,7 +154,11 @@ def run_costs(C4: torch.Tensor, gamma: Gamma, xl: torch.Tensor, yl: torch.Tensor
     return values
 
 
+def reference_gamma(gamma: Gamma) -> Gamma:
+    """γ as the float64 reference takes it (a tensor γ in float64, still differentiable)."""
+    return gamma.double() if isinstance(gamma, torch.Tensor) else gamma
+
+
 def reference_values(C3: torch.Tensor, gamma: Gamma, xl, yl, w: int) -> torch.Tensor:
-    g = gamma.double() if isinstance(gamma, torch.Tensor) else gamma
-    return ref.soft_dtw_cost(C3, g, bandwidth=None if w < 0 else w, x_lengths=xl.tolist(),
+    return ref.soft_dtw_cost(C3, reference_gamma(gamma), bandwidth=None if w < 0 else w, x_lengths=xl.tolist(),
                              y_lengths=yl.tolist())

@@ -8,7 +8,7 @@ import torch
 from vtalign.ops._common import DeferredChecks, resolve_backend
 from vtalign.ops.soft_dtw.checks import CostArg, Gamma, Lengths, check_features, check_gamma
 from vtalign.ops.soft_dtw.costs import pairwise_cost
-from vtalign.ops.soft_dtw.custom_ops import run_costs, triton_gap
+from vtalign.ops.soft_dtw.custom_ops import reference_gamma, run_costs, triton_gap
 from vtalign.reference import soft_dtw as ref
 
 
@@ -74,7 +74,7 @@ def s2dtw(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoothing_gam
     checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=triton_gap(x, y))
     if be == "reference":
-        gg = g.double() if isinstance(g, torch.Tensor) else g
+        gg = reference_gamma(g)
         return ref.s2dtw(x, y, gamma=gg, smoothing_gamma=gs, null_cost=null_cost, cost=cost,
                          x_lengths=xl.tolist(), y_lengths=yl.tolist())
     W = s2dtw_matrix(pairwise_cost(x, y, cost), gs, null_cost)
@@ -93,7 +93,7 @@ def s2dtw_pairwise(x: torch.Tensor, y: torch.Tensor, *, gamma: Gamma = 0.1, smoo
     checks.run()  # the call's one host sync
     be = resolve_backend(backend, [x, y], triton_unsupported=triton_gap(x, y))
     if be == "reference":
-        gg = g.double() if isinstance(g, torch.Tensor) else g
+        gg = reference_gamma(g)
         return ref.s2dtw_pairwise(x, y, gamma=gg, smoothing_gamma=gs, null_cost=null_cost, cost=cost,
                                   x_lengths=xl.tolist(), y_lengths=yl.tolist())
     C = pairwise_cost(x, y, cost, pairwise=True).reshape(B1 * B2, N, M)
