@@ -49,12 +49,17 @@ def cmd_leaderboard(args: argparse.Namespace, device) -> int:
 
 
 def add_leaderboard_arguments(pr: argparse.ArgumentParser) -> None:
-    from vtalign.cli._args import float_in
-
     pr.add_argument("--a", dest="models_a", nargs="+", metavar="FILE", default=None,
                     help="leaderboard: models of A (feature files, folders of them, or .txt manifests)")
     pr.add_argument("--b", dest="models_b", nargs="+", metavar="FILE", default=None,
                     help="leaderboard: models of B; every model of A is scored against every model of B")
+    add_calibration_arguments(pr)
+
+
+def add_calibration_arguments(pr: argparse.ArgumentParser) -> None:
+    """--alpha, --smax and --agg of the Aristotelian calibration (probe, leaderboards, sweep)."""
+    from vtalign.cli._args import float_in
+
     pr.add_argument("--alpha", type=float_in(0.0, 1.0, lo_open=True, hi_open=True), default=0.05,
                     help="level of the critical value τ of the calibrated score (default 0.05)")
     pr.add_argument("--smax", type=smax_arg, default="auto",

@@ -154,11 +154,12 @@ def null_scores(metric: str, layers_a: Sequence[torch.Tensor], layers_b: Sequenc
     against B[π] for each row π of `perms` `[P, N]`, for one metric of `METRICS`.
 
     `lists` = (idx_a `[La, N, k]`, idx_b `[Lb, N, k]`) reuses finished kNN searches
-    (kNN metrics and CKNNA); otherwise they are searched here. Both matrices come
+    (kNN metrics and CKNNA; the kNN metrics then need no layers: pass None); otherwise
+    they are searched here. Both matrices come
     from the same code path, so a permutation equal to the identity reproduces
     the observed scores exactly."""
     check_metric(metric)
-    n = layer_count(layers_a)[0]
+    n = int(lists[0].shape[1]) if layers_a is None and lists is not None else layer_count(layers_a)[0]
     ident = torch.arange(n).unsqueeze(0)
     allp = torch.cat([ident, perms.to("cpu", torch.int64)])
     if metric in USES_K and lists is None:

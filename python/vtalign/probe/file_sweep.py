@@ -1,16 +1,27 @@
-"""`vtalign sweep`: the frames x captions grid from extracted feature files.
+"""`vtalign sweep`: the frames x captions grid from extracted feature files, for
+one model per side or several (a leaderboard in every cell).
 
-Each file is one axis value (`..._numframes-N` or `..._numcaptions-N`, see
-`extract_store`). Each file's per-layer kNN lists are searched once -- F·Lv + C·Lt
-searches for the whole grid -- and cached on disk exactly as `vtalign probe`
-caches them (`run.cached_layer_lists`: SHA-256 keyed by the file's identity, the
-layer and the options; atomic; a corrupt entry is recomputed), so a rerun, or a
-probe of the same files into the same folder, searches nothing again. Every cell
-is then scored from two files' lists (`list_scores`), and the scaling law is fitted
-to the cells' best-pair scores.
+Each file is one model at one axis value (`<model>_pool-<p>_numframes-N` or
+`..._numcaptions-N`, see `extract_store`). Each file's per-layer kNN lists are
+searched once -- one search per layer of every file, whatever the number of
+cells and model pairs -- and cached on disk exactly as `vtalign probe` caches them
+(`run.cached_layer_lists`: SHA-256 keyed by the file's identity, the layer and the
+options; atomic; a corrupt entry is recomputed), so a rerun, or a probe of the
+same files into the same folder, searches nothing again.
+
+Every cell (n_f, n_c) is then a leaderboard (`leaderboard_from_lists`) of the
+video models that have n_f frames against the text models that have n_c
+captions, from the lists alone: each model pair's `[Lv, Lt]` scores (equal to
+`layerwise_alignment` on the two files), its best layer pair, and -- with
+permutations -- its calibrated score, p-value and τ (`vtalign.probe.aristotelian`;
+the same permutations, drawn once from `seed`, in every cell and for every pair).
+The scaling law is fitted to each model pair's best-pair scores over its cells.
+With an output folder the finished cells are checkpointed after each frame count
+(`cache/sweep-cells.json`), so an interrupted sweep resumes where it stopped.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,23 +29,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vtalign._atomic import check_out_dir
+from vtalign._atomic import check_out_dir, write_json
 from vtalign._progress import progress_bar
 from vtalign.probe._checks import check_backend, check_flag, check_int
-from vtalign.probe.alignment import _check_k, _result
+from vtalign.probe.alignment import _check_k
 from vtalign.probe.extract_store import NAME_RE, feature_ids, parse_feature_name
 from vtalign.probe.features import open_features
-from vtalign.probe.metrics import KNN_METRICS, list_scores
+from vtalign.probe.leaderboard import Leaderboard, PairResult, check_leaderboard_options, leaderboard_from_lists
+from vtalign.probe.metrics import KNN_METRICS
 from vtalign.probe.run import _file_id, cached_layer_lists
 from vtalign.probe.scaling import ScalingFit
 from vtalign.probe.sweep import Sweep
 
+AxisModels = dict[str, dict[int, str]]  # model label -> {count: file}
 
-def axis_files(inputs: Sequence[str], axis: str, option: str) -> dict[int, str]:
-    """{count: path} of the feature files given as files and/or folders (a folder
-    contributes every file named `..._num<axis>-N.<ext>`). Refuses a file whose
-    name carries no count of this axis, two files with one count, and files of
-    different models or pools mixed on one axis."""
+
+def axis_models(inputs: Sequence[str], axis: str, option: str) -> AxisModels:
+    """{model: {count: path}} of the feature files given as files and/or folders (a
+    folder contributes every file named `..._num<axis>-N.<ext>`). A model is the
+    `<model>` part of the name, with `_pool-<p>` added when one model comes with two
+    pools. Refuses a file whose name carries no count of this axis and two files of
+    one model with one count."""
     if isinstance(inputs, str) or not inputs:
         raise ValueError(f"{option}: give at least one feature file or folder")
     paths = []
@@ -49,8 +64,7 @@ def axis_files(inputs: Sequence[str], axis: str, option: str) -> dict[int, str]:
             raise ValueError(f"{option}: no such file or folder: {p}")
         else:
             paths.append(p)
-    out: dict[int, str] = {}
-    models = set()
+    by_model: dict[tuple[str, str], dict[int, str]] = {}
     for p in paths:
         info = parse_feature_name(p)
         if info is None or info["axis"] != axis:
@@ -58,48 +72,91 @@ def axis_files(inputs: Sequence[str], axis: str, option: str) -> dict[int, str]:
                              f".<pt|safetensors|...>, so its {axis} count is unknown")
         if info["count"] < 1:
             raise ValueError(f"{option}: {os.path.basename(p)!r}: the count must be >= 1")
-        if info["count"] in out:
-            raise ValueError(f"{option}: two files for {info['count']} {axis}: {out[info['count']]} and {p}")
-        out[info["count"]] = p
-        models.add((info["model"], info["pool"]))
-    if len(models) > 1:
-        raise ValueError(f"{option}: files of several models/pools mixed on one axis: "
-                         f"{', '.join(f'{m} (pool {q})' for m, q in sorted(models))}")
-    return dict(sorted(out.items()))
+        files = by_model.setdefault((info["model"], info["pool"]), {})
+        if info["count"] in files:
+            raise ValueError(f"{option}: two files of {info['model']} (pool {info['pool']}) for {info['count']} "
+                             f"{axis}: {files[info['count']]} and {p}")
+        files[info["count"]] = p
+    names = [m for m, _ in by_model]
+    return {(m if names.count(m) == 1 else f"{m}_pool-{q}"): dict(sorted(f.items()))
+            for (m, q), f in sorted(by_model.items())}
 
 
 @dataclass
-class FileSweep:
-    """A sweep of feature files: the grid (`sweep`, with every cell's `[Lv, Lt]`
-    scores), the fit (None when the grid is too small, `fit_skipped` says why),
-    the files per count, N, and the number of kNN searches run (not from the cache)."""
+class PairSweep:
+    """One (video model, text model) of a sweep: its grid (`sweep`, best-pair raw scores
+    and, for a single pair, every cell's `[Lv, Lt]` scores), the calibration of each
+    cell (NaN without permutations), the fit (None when its grid is too small,
+    `fit_skipped` says why) and its files per count."""
+    video_model: str
+    text_model: str
     sweep: Sweep
+    calibrated: np.ndarray
+    p_values: np.ndarray
+    taus: np.ndarray
     fit: ScalingFit | None
     fit_skipped: str | None
     video_files: dict[int, str]
     text_files: dict[int, str]
+
+
+@dataclass
+class FileSweep:
+    """A sweep of feature files: every model pair's grid and fit (`pairs`), every
+    cell's leaderboard (`boards`, keyed by (frames, captions)), N, and the number of
+    kNN searches run (`searches`) and served from the cache (`cached`)."""
+    metric: str
+    k: int
     n: int
+    permutations: int
+    video_models: AxisModels
+    text_models: AxisModels
+    pairs: dict[tuple[str, str], PairSweep]
+    boards: dict[tuple[int, int], Leaderboard]
     searches: int
     cached: int
 
+    def only_pair(self) -> PairSweep:
+        """The model pair of a sweep with one model per side."""
+        if len(self.pairs) != 1:
+            raise ValueError(f"this sweep has {len(self.pairs)} model pairs; pick one from .pairs")
+        return next(iter(self.pairs.values()))
 
-def _open_checked(files: dict[int, str], key: str, side: str, n_want: int | None, ids_want: list[str] | None):
-    """Open every file of one axis, checking N, the layer count and the recorded ids."""
-    out, n, layers = {}, n_want, None
-    ids = ids_want
-    for c, path in files.items():
-        ff = open_features(path, key=key)
-        out[c] = ff
-        if n is None:
-            n = ff.n
-        elif ff.n != n:
-            raise ValueError(f"{path} has N={ff.n} samples, but {next(iter(files.values()))} has N={n}")
-        if layers is None:
-            layers = len(ff)
-        elif len(ff) != layers:
-            raise ValueError(f"{side}: {path} has {len(ff)} layers, the other {side} files {layers}")
-        got = feature_ids(path)
-        if got is not None:
+    # one model per side: the pair's own fields, as the single-pair sweep reports them
+    sweep = property(lambda self: self.only_pair().sweep)
+    fit = property(lambda self: self.only_pair().fit)
+    fit_skipped = property(lambda self: self.only_pair().fit_skipped)
+    video_files = property(lambda self: self.only_pair().video_files)
+    text_files = property(lambda self: self.only_pair().text_files)
+
+    @property
+    def frames(self) -> list[int]:
+        return sorted({c for f in self.video_models.values() for c in f})
+
+    @property
+    def captions(self) -> list[int]:
+        return sorted({c for f in self.text_models.values() for c in f})
+
+
+def _open_checked(models: AxisModels, key: str, side: str, n_want: int | None, ids_want: list[str] | None):
+    """Open every file of one side, checking N, each model's layer count and the recorded ids."""
+    out, n, ids, first = {}, n_want, ids_want, None
+    for model, files in models.items():
+        layers = None
+        for c, path in files.items():
+            ff = open_features(path, key=key)
+            out[(model, c)] = ff
+            if n is None:
+                n, first = ff.n, path
+            elif ff.n != n:
+                raise ValueError(f"{path} has N={ff.n} samples, but {first or 'the video files have'} N={n}")
+            if layers is None:
+                layers = len(ff)
+            elif len(ff) != layers:
+                raise ValueError(f"{side}: {path} has {len(ff)} layers, the other {model} files {layers}")
+            got = feature_ids(path)
+            if got is None:
+                continue
             if ids is None:
                 ids = got
             elif got != ids:
@@ -110,34 +167,73 @@ def _open_checked(files: dict[int, str], key: str, side: str, n_want: int | None
     return out, n, ids
 
 
+def _resume(path: str | None, options: dict) -> dict[tuple[int, int], list[dict]]:
+    """The finished cells of an earlier sweep checkpointed at `path` with exactly these options."""
+    if path is None:
+        return {}
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        if old.get("options") != json.loads(json.dumps(options)):
+            return {}
+        return {(int(c["n_frames"]), int(c["n_captions"])): c["pairs"] for c in old["cells"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no checkpoint, or one this version cannot read: recompute
+
+
+def _pair_record(p: PairResult) -> dict:
+    d = p.to_dict()
+    if p.scores is not None:
+        d["layer_scores"] = p.scores.tolist()
+    return d
+
+
+def _pair_from_record(d: dict) -> PairResult:
+    p = PairResult.from_dict(d)
+    if "layer_scores" in d:
+        p.scores = torch.tensor(d["layer_scores"], dtype=torch.float64)
+    return p
+
+
 def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric: str = "mutual_knn", k: int = 10,
                 out_dir: str | None = None, key: str = "feats", backend: str = "auto",
-                device: str | torch.device | None = None, progress: bool = True) -> FileSweep:
+                device: str | torch.device | None = None, progress: bool = True, permutations: int = 200,
+                alpha: float = 0.05, smax: float | None | str = "auto", agg: str = "max",
+                seed: int = 0) -> FileSweep:
     """The frames x captions grid of extracted feature files (see the module docstring).
 
     Args:
-        video_files: `..._numframes-N` files and/or folders holding them.
-        text_files: `..._numcaptions-N` files and/or folders.
+        video_files: `<model>_pool-<p>_numframes-N` files and/or folders holding them,
+            of one or several video models.
+        text_files: `..._numcaptions-N` files and/or folders, of one or several text models.
         metric: a kNN metric (`KNN_METRICS`); the lists are what is reused.
-        out_dir: folder of the kNN list cache (`out_dir/cache`); None: no cache.
+        out_dir: folder of the kNN list cache and the cell checkpoint (`out_dir/cache`);
+            None: neither.
         device: where the searches run ("cuda": one layer on the GPU at a time).
+        permutations: K of each cell's permutation null (0: raw scores only); alpha,
+            smax ("auto": 1, k for lcs_knn; None: relu(T - τ)), agg ("max" | "mean"
+            over layer pairs) and seed as in `vtalign.probe.aristotelian`.
 
     Returns:
-        A `FileSweep`: per-cell `[Lv, Lt]` scores, best pairs and the scaling-law fit.
+        A `FileSweep`: per model pair its grid, calibration and scaling-law fit; per
+        cell the leaderboard of the models present there.
     """
     if metric not in KNN_METRICS:
         raise ValueError(f"metric must be one of {KNN_METRICS} (the sweep reuses kNN lists), got {metric!r}")
     check_int("k", k, lo=1)
+    smax_v = check_leaderboard_options(metric, k, permutations, alpha, smax, agg, seed)
+    if not isinstance(agg, str):
+        raise TypeError(f"agg must be 'max' or 'mean' for a sweep, got {type(agg).__name__}")
     check_backend(backend)
     check_flag("progress", progress)
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
     if out_dir is not None:
         out_dir = check_out_dir(out_dir, "out_dir")
-    vf = axis_files(video_files, "frames", "video files")
-    tf = axis_files(text_files, "captions", "--text")
-    opened_v, n, ids = _open_checked(vf, key, "video", None, None)
-    opened_t, _, _ = _open_checked(tf, key, "text", n, ids)
+    vm = axis_models(video_files, "frames", "video files")
+    tm = axis_models(text_files, "captions", "--text")
+    opened_v, n, ids = _open_checked(vm, key, "video", None, None)
+    opened_t, _, _ = _open_checked(tm, key, "text", n, ids)
     cache = os.path.join(out_dir, "cache") if out_dir else None
     opts = f"False|None|{key}"  # `vtalign probe`'s options string without --concat/--outliers: one shared cache
     try:
@@ -157,31 +253,62 @@ def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric
             ff.close()
             return idx
 
-        lv = {c: lists(ff, f"{c} frames") for c, ff in opened_v.items()}
-        lt = {c: lists(ff, f"{c} captions") for c, ff in opened_t.items()}
+        lv = {mc: lists(ff, f"{mc[0]}, {mc[1]} frames") for mc, ff in opened_v.items()}
+        lt = {mc: lists(ff, f"{mc[0]}, {mc[1]} captions") for mc, ff in opened_t.items()}
     finally:
         for ff in (*opened_v.values(), *opened_t.values()):
             ff.close()
-    nf, nc, sc, best, mats = [], [], [], [], []
-    with progress_bar("sweep cells", len(lv) * len(lt), enabled=progress, unit="cell") as bar:
-        for f, a in lv.items():
-            for c, b in lt.items():
-                r = _result(list_scores(metric, a, b, backend=backend), metric, k, n, False)
-                nf.append(f)
-                nc.append(c)
-                sc.append(r.best_score)
-                best.append(r.best)
-                mats.append(r.scores)
+    options = dict(metric=metric, k=k, key=key, permutations=permutations, alpha=alpha, smax=smax_v, agg=agg,
+                   seed=seed, files={side: {m: {str(c): _file_id(p) for c, p in f.items()} for m, f in models.items()}
+                                     for side, models in (("video", vm), ("text", tm))})
+    checkpoint = os.path.join(cache, "sweep-cells.json") if cache else None
+    done = _resume(checkpoint, options)
+    keep = len(vm) * len(tm) == 1  # one pair: every cell's [Lv, Lt] matrix is part of the report
+    frames = sorted({c for f in vm.values() for c in f})
+    captions = sorted({c for f in tm.values() for c in f})
+    boards: dict[tuple[int, int], Leaderboard] = {}
+    kw = dict(n_permutations=permutations, alpha=alpha, smax=smax_v, agg=agg, seed=seed, backend=backend)
+    with progress_bar("sweep cells", len(frames) * len(captions), enabled=progress, unit="cell") as bar:
+        for f in frames:
+            la = {m: lv[(m, f)] for m, files in vm.items() if f in files}
+            for c in captions:
+                lb = {m: lt[(m, c)] for m, files in tm.items() if c in files}
+                if (f, c) in done:
+                    board = Leaderboard(metric, k, n, agg, float(alpha), smax_v, permutations, seed, list(la),
+                                        list(lb))
+                    board.pairs.update({(p["model_a"], p["model_b"]): _pair_from_record(p) for p in done[(f, c)]})
+                else:
+                    board = leaderboard_from_lists(la, lb, metric, keep_scores=keep, **kw)
+                boards[(f, c)] = board
                 bar.update()
-    sweep = Sweep(np.array(nf, dtype=float), np.array(nc, dtype=float), np.array(sc), best, metric, k, mats)
+            if checkpoint is not None and any((f, c) not in done for c in captions):
+                # one write per frame count (not per cell): the file grows with the cells it holds
+                write_json(checkpoint, dict(options=options, cells=[
+                    dict(n_frames=ff, n_captions=cc, pairs=[_pair_record(p) for p in b.pairs.values()])
+                    for (ff, cc), b in boards.items()]))
+    pairs = {(a, b): _pair_sweep(a, b, vm[a], tm[b], boards, metric, k) for a in vm for b in tm}
+    return FileSweep(metric, k, n, permutations, vm, tm, pairs, boards, searched["new"], searched["cached"])
+
+
+def _pair_sweep(a: str, b: str, vfiles: dict[int, str], tfiles: dict[int, str],
+                boards: dict[tuple[int, int], Leaderboard], metric: str, k: int) -> PairSweep:
+    cells = [(f, c, boards[(f, c)].pairs[(a, b)]) for f in vfiles for c in tfiles]
+    mats = [p.scores for _, _, p in cells if p.scores is not None]
+    sweep = Sweep(np.array([f for f, _, _ in cells], dtype=float), np.array([c for _, c, _ in cells], dtype=float),
+                  np.array([p.raw for *_, p in cells]), [p.best for *_, p in cells], metric, k,
+                  mats if len(mats) == len(cells) else [])
     try:
         fit, why = sweep.fit(), None
     except ValueError as exc:  # a grid too small (or too flat) to fit is still a result
         fit, why = None, str(exc)
-    return FileSweep(sweep, fit, why, vf, tf, n, searched["new"], searched["cached"])
+    col = {name: np.array([getattr(p, name) for *_, p in cells]) for name in ("calibrated", "p_value", "tau")}
+    return PairSweep(a, b, sweep, col["calibrated"], col["p_value"], col["tau"], fit, why, vfiles, tfiles)
 
 
 def _count_cache(cache: str | None) -> int:
     if cache is None or not os.path.isdir(cache):
         return 0
     return sum(1 for f in os.listdir(cache) if f.startswith("knn-") and f.endswith(".pt"))
+
+
+__all__ = ["FileSweep", "PairSweep", "axis_models", "sweep_files"]

@@ -42,10 +42,18 @@ class PairResult:
     calibrated: float
     p_value: float
     tau: float
+    scores: torch.Tensor | None = field(default=None, repr=False, compare=False)  # `[La, Lb]`, when kept
 
     def to_dict(self) -> dict:
         return dict(model_a=self.model_a, model_b=self.model_b, best=list(self.best), raw=self.raw,
                     statistic=self.statistic, calibrated=self.calibrated, p_value=self.p_value, tau=self.tau)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PairResult:
+        """The inverse of `to_dict` (JSON's null read back as NaN)."""
+        nan = math.nan
+        return cls(d["model_a"], d["model_b"], tuple(d["best"]), d["raw"], d["statistic"],
+                   *(nan if d[f] is None else d[f] for f in ("calibrated", "p_value", "tau")))
 
 
 @dataclass
@@ -84,12 +92,16 @@ class Leaderboard:
                 f"{len(self.models_b)} models\n\ncalibrated = clamp((T - τ) / (s_max - τ), 0, 1) with T the {self.agg} "
                 f"over layer pairs, τ its {1 - self.alpha:g} critical value under {self.n_permutations} "
                 f"permutations (seed {self.seed}), s_max = {self.smax}\n")
-        rows = ["| rank | model A | model B | best layers (A, B) | raw | calibrated | p | τ |",
+        return head + "\n" + "\n".join(self.table()) + "\n"
+
+    def table(self, label_a: str = "model A", label_b: str = "model B", short: str = "A, B") -> list[str]:
+        """The ranked pairs as markdown table lines."""
+        rows = [f"| rank | {label_a} | {label_b} | best layers ({short}) | raw | calibrated | p | τ |",
                 "|---:|---|---|---|---:|---:|---:|---:|"]
         for r, p in enumerate(self.ranked(), 1):
             rows.append(f"| {r} | {p.model_a} | {p.model_b} | ({p.best[0]}, {p.best[1]}) | {p.raw:.4f} | "
                         f"{p.calibrated:.4f} | {p.p_value:.3g} | {p.tau:.4f} |")
-        return head + "\n" + "\n".join(rows) + "\n"
+        return rows
 
     def to_dict(self) -> dict:
         return dict(metric=self.metric, k=self.k, n=self.n, agg=self.agg, alpha=self.alpha, smax=self.smax,
@@ -98,14 +110,15 @@ class Leaderboard:
 
 
 def _pair(name_a: str, name_b: str, obs: torch.Tensor, null: torch.Tensor | None, *, metric, agg, alpha,
-          smax) -> PairResult:
+          smax, keep_scores: bool = False) -> PairResult:
     flat = int(torch.argmax(obs))
     best = (flat // obs.shape[1], flat % obs.shape[1])
+    kept = obs if keep_scores else None
     if null is None:  # no permutations: raw scores only
         stat = float(obs.max()) if agg == "max" else float(obs.mean()) if agg == "mean" else float(agg(obs))
-        return PairResult(name_a, name_b, best, float(obs[best]), stat, math.nan, math.nan, math.nan)
+        return PairResult(name_a, name_b, best, float(obs[best]), stat, math.nan, math.nan, math.nan, kept)
     c = calibrate_scores(obs, null, metric=metric, agg=agg, alpha=alpha, smax=smax)
-    return PairResult(name_a, name_b, best, float(obs[best]), c.statistic, c.calibrated, c.p_value, c.tau)
+    return PairResult(name_a, name_b, best, float(obs[best]), c.statistic, c.calibrated, c.p_value, c.tau, kept)
 
 
 def check_leaderboard_options(metric, k, n_permutations, alpha, smax, agg, seed) -> float | None:
@@ -136,14 +149,16 @@ def leaderboard_from_lists(lists_a: Mapping[str, torch.Tensor] | None, lists_b: 
                            layers_a: Mapping[str, Layers] | None = None, layers_b: Mapping[str, Layers] | None = None,
                            normalize: bool = True, backend: str = "auto", done: Leaderboard | None = None,
                            on_model_b: Callable[[Leaderboard], None] | None = None, n: int | None = None,
-                           k: int | None = None, max_workspace_bytes: int = DEFAULT_WORKSPACE) -> Leaderboard:
+                           k: int | None = None, max_workspace_bytes: int = DEFAULT_WORKSPACE,
+                           keep_scores: bool = False) -> Leaderboard:
     """Leaderboard from kNN lists `{name: [L, N, k]}` per side (same N and k everywhere).
 
     Gram metrics (cka, unbiased_cka, cknna) also need `layers_a` / `layers_b`
     `{name: [N, D_l] tensors}`; cka and unbiased_cka need no lists (pass None and
     `n`). `done` is an earlier, interrupted run with the same options: its pairs
     are kept, only the missing ones computed. `on_model_b(board)` runs after each
-    model of B (a checkpoint for resuming)."""
+    model of B (a checkpoint for resuming). `keep_scores`: every new pair keeps its
+    `[La, Lb]` scores in `PairResult.scores`."""
     if lists_a is None or lists_b is None:
         if metric in USES_K or layers_a is None or layers_b is None or n is None:
             raise ValueError(f"{metric} without kNN lists needs a Gram metric, layers_a, layers_b and n")
@@ -163,23 +178,24 @@ def leaderboard_from_lists(lists_a: Mapping[str, torch.Tensor] | None, lists_b: 
     if metric in ("cka", "unbiased_cka", "cknna") and (layers_a is None or layers_b is None):
         raise ValueError(f"{metric} needs the features: pass layers_a and layers_b")
     check_flag("normalize", normalize)
+    check_flag("keep_scores", keep_scores)
     check_backend(backend)
     board = Leaderboard(metric, k, n, agg if isinstance(agg, str) else getattr(agg, "__name__", "callable"),
                         float(alpha), smax, n_permutations, seed, names_a, names_b)
     if done is not None:
         board.pairs.update({key: p for key, p in done.pairs.items() if key[0] in names_a and key[1] in names_b})
     _fill(board, lists_a, lists_b, layers_a, layers_b, agg=agg, normalize=normalize, backend=backend,
-          on_model_b=on_model_b, max_workspace_bytes=max_workspace_bytes)
+          on_model_b=on_model_b, max_workspace_bytes=max_workspace_bytes, keep_scores=keep_scores)
     return board
 
 
 def _fill(board: Leaderboard, lists_a, lists_b, layers_a, layers_b, *, agg, normalize, backend, on_model_b,
-          max_workspace_bytes) -> None:
+          max_workspace_bytes, keep_scores: bool = False) -> None:
     """Compute every missing pair of `board`, one model of B at a time (lists may be None for cka)."""
     n, k, metric, n_perm = board.n, board.k, board.metric, board.n_permutations
     perms = draw_permutations(n, n_perm, generator=torch.Generator().manual_seed(board.seed))
     ident = torch.arange(n).unsqueeze(0)
-    kw = dict(metric=metric, agg=agg, alpha=board.alpha, smax=board.smax)
+    kw = dict(metric=metric, agg=agg, alpha=board.alpha, smax=board.smax, keep_scores=keep_scores)
     index, indexed = None, None  # built once for the A models a B model still needs (the same for all, usually)
     for b in board.models_b:
         todo = [a for a in board.models_a if (a, b) not in board.pairs]

@@ -80,11 +80,8 @@ def _resume(path: str, options: dict, n: int) -> Leaderboard | None:
         return None
     board = Leaderboard(options["metric"], options["k"], n, options["agg"], options["alpha"], options["smax"],
                         options["permutations"], options["seed"], old["models_a"], old["models_b"])
-    nan = float("nan")
     for p in old.get("pairs", []):
-        board.pairs[(p["model_a"], p["model_b"])] = PairResult(
-            p["model_a"], p["model_b"], tuple(p["best"]), p["raw"], p["statistic"],
-            *(nan if p[f] is None else p[f] for f in ("calibrated", "p_value", "tau")))
+        board.pairs[(p["model_a"], p["model_b"])] = PairResult.from_dict(p)
     return board
 
 
