@@ -167,9 +167,22 @@ def test_cli_sweep_of_several_models(files, tmp_path, capsys):
     cal = {(p["video_model"], p["text_model"]): c["calibrated"] for p in report["pairs"] for c in p["cells"]
            if (c["n_frames"], c["n_captions"]) == (4, 3)}
     assert [cal[tuple(r)] for r in top["ranking"]] == sorted(cal.values(), reverse=True)
+    cells = open(out / "leaderboards.md").read()
+    assert cells.count("\n## ") == 9 and "## 4 frames, 3 captions" in cells
     from vtalign.probe.report import plots_unavailable
     if plots_unavailable() is None:
         assert (out / "leaderboard.png").exists()
     with pytest.raises(SystemExit) as exc:  # argparse's one-line refusal
         main(["sweep", files["video"], "--text", files["text"], "--permutations", "-1"])
     assert exc.value.code == 2 and "argument --permutations: must be >= 0, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("metric", ["cycle_knn", "lcs_knn"])
+def test_other_knn_metrics_calibrate_from_the_lists_alone(files, metric):
+    res = sweep_files([files["video"]], [files["text"]], metric=metric, k=K, permutations=PERMS, seed=1,
+                      progress=False)
+    p = res.boards[(2, 3)].pairs[("vid-b", "txt-b")]
+    va, tb = load_features(_path(files, "video", "vid-b", 2)), load_features(_path(files, "text", "txt-b", 3))
+    one = calibrated_alignment(va, tb, metric, K, n_permutations=PERMS, seed=1)
+    assert (p.raw, p.best, p.p_value, p.tau, p.calibrated) == (one.scores.max().item(), one.best, one.p_value,
+                                                               one.tau, one.calibrated)

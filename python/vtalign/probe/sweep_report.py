@@ -3,7 +3,8 @@
 One model pair: the grid of best-pair scores, the best layer pair and calibrated
 score per cell, the fit and its extrapolations; scaling.png and cells.png. Several
 models: the leaderboard of the largest cell, every pair's fit ranked by S_inf, the
-best model pair per cell; leaderboard.png and s_inf.png (models x models).
+best model pair per cell; every cell's leaderboard in leaderboards.md; leaderboard.png
+and s_inf.png (models x models).
 """
 from __future__ import annotations
 
@@ -175,6 +176,15 @@ def _models_markdown(res: FileSweep) -> list[str]:
     return parts + _grid(fs, cs, best)
 
 
+def leaderboards_markdown(res: FileSweep) -> str:
+    """Every cell's leaderboard, cell by cell (frames, then captions)."""
+    parts = [f"# vtalign sweep: the leaderboard of every cell ({res.metric}, k = {res.k}, N = {res.n})", "",
+             _calibration_line(res)]
+    for (f, c), board in res.boards.items():
+        parts += ["", f"## {f} frames, {c} captions", "", *board.table("video model", "text model", "video, text")]
+    return "\n".join(parts) + "\n"
+
+
 def sweep_markdown(res: FileSweep) -> str:
     body = _pair_markdown(res) if len(res.pairs) == 1 else _models_markdown(res)
     return "\n".join(["# vtalign sweep", "", *body]) + "\n"
@@ -222,10 +232,13 @@ def _plots(res: FileSweep, out_dir: str) -> list[str]:
 
 
 def write_sweep_report(res: FileSweep, out_dir: str) -> tuple[list[str], str | None]:
-    """sweep.json and sweep.md, then (matplotlib permitting) the plots.
+    """sweep.json, sweep.md (and leaderboards.md for several models), then (matplotlib
+    permitting) the plots.
     Returns (paths written, why plots were skipped or None)."""
     files = [write_json(os.path.join(out_dir, "sweep.json"), sweep_dict(res)),
              write_text(os.path.join(out_dir, "sweep.md"), sweep_markdown(res))]
+    if len(res.pairs) > 1:
+        files.append(write_text(os.path.join(out_dir, "leaderboards.md"), leaderboards_markdown(res)))
     no_plots = plots_unavailable()
     if no_plots is not None:
         return files, str(no_plots)
