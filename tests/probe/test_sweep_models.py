@@ -186,3 +186,26 @@ def test_other_knn_metrics_calibrate_from_the_lists_alone(files, metric):
     one = calibrated_alignment(va, tb, metric, K, n_permutations=PERMS, seed=1)
     assert (p.raw, p.best, p.p_value, p.tau, p.calibrated) == (one.scores.max().item(), one.best, one.p_value,
                                                                one.tau, one.calibrated)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc/self/fd (Linux)")
+def test_the_sweep_holds_one_file_open_at_a_time(files, monkeypatch, tmp_path):
+    """Many models make more files than a process may keep open: each file is opened for
+    its check and for its search, and closed before the next (`.npy` files hold a handle
+    while open)."""
+    import numpy as np
+
+    for side in ("video", "text"):
+        (tmp_path / side).mkdir()
+        for name in os.listdir(files[side]):
+            x = load_features(os.path.join(files[side], name))
+            np.save(tmp_path / side / name.replace(".pt", ".npy"), x.numpy())
+    real, open_fds = fsw.cached_layer_lists, []
+
+    def counting(*a, **kw):
+        open_fds.append(len(os.listdir("/proc/self/fd")))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(fsw, "cached_layer_lists", counting)
+    sweep_files([str(tmp_path / "video")], [str(tmp_path / "text")], k=K, permutations=0, progress=False)
+    assert len(open_fds) == 10 and max(open_fds) == min(open_fds)  # no handle piles up from file to file

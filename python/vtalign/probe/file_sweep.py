@@ -138,22 +138,24 @@ class FileSweep:
         return sorted({c for f in self.text_models.values() for c in f})
 
 
-def _open_checked(models: AxisModels, key: str, side: str, n_want: int | None, ids_want: list[str] | None):
-    """Open every file of one side, checking N, each model's layer count and the recorded ids."""
-    out, n, ids, first = {}, n_want, ids_want, None
+def _check_files(models: AxisModels, key: str, side: str, n_want: int | None, ids_want: list[str] | None):
+    """Check every file of one side -- N, each model's layer count, the recorded ids --
+    closing each before the next opens (a sweep of many models has more files than a
+    process may hold open). Returns (N, ids)."""
+    n, ids, first = n_want, ids_want, None
     for model, files in models.items():
         layers = None
-        for c, path in files.items():
-            ff = open_features(path, key=key)
-            out[(model, c)] = ff
+        for path in files.values():
+            with open_features(path, key=key) as ff:
+                count, n_path = len(ff), ff.n
             if n is None:
-                n, first = ff.n, path
-            elif ff.n != n:
-                raise ValueError(f"{path} has N={ff.n} samples, but {first or 'the video files have'} N={n}")
+                n, first = n_path, path
+            elif n_path != n:
+                raise ValueError(f"{path} has N={n_path} samples, but {first or 'the video files have'} N={n}")
             if layers is None:
-                layers = len(ff)
-            elif len(ff) != layers:
-                raise ValueError(f"{side}: {path} has {len(ff)} layers, the other {model} files {layers}")
+                layers = count
+            elif count != layers:
+                raise ValueError(f"{side}: {path} has {count} layers, the other {model} files {layers}")
             got = feature_ids(path)
             if got is None:
                 continue
@@ -164,7 +166,7 @@ def _open_checked(models: AxisModels, key: str, side: str, n_want: int | None, i
                 raise ValueError(f"{path}: its samples are not in the same order as the other files' (first "
                                  f"difference at row {bad}: {got[bad] if bad < len(got) else '-'!r} vs "
                                  f"{ids[bad] if bad < len(ids) else '-'!r}); extract both sides from one manifest")
-    return out, n, ids
+    return n, ids
 
 
 def _resume(path: str | None, options: dict) -> dict[tuple[int, int], list[dict]]:
@@ -232,32 +234,28 @@ def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric
         out_dir = check_out_dir(out_dir, "out_dir")
     vm = axis_models(video_files, "frames", "video files")
     tm = axis_models(text_files, "captions", "--text")
-    opened_v, n, ids = _open_checked(vm, key, "video", None, None)
-    opened_t, _, _ = _open_checked(tm, key, "text", n, ids)
+    n, ids = _check_files(vm, key, "video", None, None)
+    _check_files(tm, key, "text", n, ids)
+    _check_k(k, n, [metric])
     cache = os.path.join(out_dir, "cache") if out_dir else None
     opts = f"False|None|{key}"  # `vtalign probe`'s options string without --concat/--outliers: one shared cache
-    try:
-        _check_k(k, n, [metric])
-        searched = {"new": 0, "cached": 0}
+    searched = {"new": 0, "cached": 0}
 
-        def lists(ff, label):
-            # one file at a time, each layer read once: FeatureFile.layer refuses NaN/Inf naming the
-            # file and layer as the search reads it; then the file is closed, so its mapped pages
-            # are released and the sweep holds one file, not the grid's
-            before = _count_cache(cache)
-            idx = cached_layer_lists(ff, _file_id(ff.path), k, normalize=True, options=opts, cache_dir=cache,
+    def lists(path: str, label: str) -> torch.Tensor:
+        # one file at a time, each layer read once: FeatureFile.layer refuses NaN/Inf naming the
+        # file and layer as the search reads it; then the file is closed, so its mapped pages
+        # are released and the sweep holds one file, not the grid's
+        before = _count_cache(cache)
+        with open_features(path, key=key) as ff:
+            idx = cached_layer_lists(ff, _file_id(path), k, normalize=True, options=opts, cache_dir=cache,
                                      backend=backend, label=label, progress=progress, device=device)
-            new = _count_cache(cache) - before if cache else len(ff)
-            searched["new"] += new
-            searched["cached"] += len(ff) - new
-            ff.close()
-            return idx
+        new = _count_cache(cache) - before if cache else len(idx)
+        searched["new"] += new
+        searched["cached"] += len(idx) - new
+        return idx
 
-        lv = {mc: lists(ff, f"{mc[0]}, {mc[1]} frames") for mc, ff in opened_v.items()}
-        lt = {mc: lists(ff, f"{mc[0]}, {mc[1]} captions") for mc, ff in opened_t.items()}
-    finally:
-        for ff in (*opened_v.values(), *opened_t.values()):
-            ff.close()
+    lv = {(m, c): lists(p, f"{m}, {c} frames") for m, files in vm.items() for c, p in files.items()}
+    lt = {(m, c): lists(p, f"{m}, {c} captions") for m, files in tm.items() for c, p in files.items()}
     options = dict(metric=metric, k=k, key=key, permutations=permutations, alpha=alpha, smax=smax_v, agg=agg,
                    seed=seed, files={side: {m: {str(c): _file_id(p) for c, p in f.items()} for m, f in models.items()}
                                      for side, models in (("video", vm), ("text", tm))})
