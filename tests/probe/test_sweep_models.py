@@ -209,3 +209,15 @@ def test_the_sweep_holds_one_file_open_at_a_time(files, monkeypatch, tmp_path):
     monkeypatch.setattr(fsw, "cached_layer_lists", counting)
     sweep_files([str(tmp_path / "video")], [str(tmp_path / "text")], k=K, permutations=0, progress=False)
     assert len(open_fds) == 10 and max(open_fds) == min(open_fds)  # no handle piles up from file to file
+
+
+def test_cli_mistakes_of_a_many_model_sweep_are_one_line(files, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    save_features(str(bad / feature_file_name("vid-a", "avg", "frames", 8)), torch.randn(N, 5, 6))
+    assert main(["sweep", files["video"], str(bad), "--text", files["text"], "--k", str(K)]) == 2
+    err = capsys.readouterr().err
+    assert "has 5 layers, the other vid-a files 2" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["sweep", files["video"], "--text", files["text"], "--agg", "median"])
+    assert "argument --agg: invalid choice: 'median'" in capsys.readouterr().err
