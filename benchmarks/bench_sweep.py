@@ -30,15 +30,21 @@ import torch
 
 from ._measure import compare, ratio_stats, record_compared, time_calls, worker_main
 
+# models: a many-model sweep (Mv video x Mt text models on an F x C grid, K permutations per cell)
 SIZES = {
     "small": dict(n=128, frames=[1, 2, 4], captions=[1, 2, 3], lv=3, lt=5, dv=32, dt=48, k=10, cells=2,
-                  extract_n=2000, extract_layers=4, extract_dim=64, batch=64),
+                  extract_n=2000, extract_layers=4, extract_dim=64, batch=64,
+                  models=dict(mv=2, mt=2, frames=[1, 2], captions=[1, 2], lv=2, dv=24, lt=3, dt=32, perms=10)),
     "full": dict(n=1024, frames=[1, 2, 4, 8, 16, 32, 64, 128], captions=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
                  lv=13, lt=42, dv=768, dt=3584, k=10, cells=2, extract_n=10_000, extract_layers=13,
-                 extract_dim=768, batch=64),
+                 extract_dim=768, batch=64,
+                 models=dict(mv=4, mt=3, frames=[1, 2, 4, 8], captions=[1, 2, 3, 4], lv=13, dv=768, lt=25, dt=1024,
+                             perms=200)),
 }
 LOOP = "per-cell loop"
 NAIVE = "cat + torch.save"
+PAIRS = "per-model-pair sweeps"
+SEARCHES = "kNN searches alone"
 
 
 # ------------------------------------------------------------------- inputs
@@ -68,6 +74,26 @@ def write_inputs(cfg: dict, folder: str) -> tuple[list[str], list[str]]:
             save_features(path, _stack(z, layers, dim, signal, g))
             out.append(path)
     return video, text
+
+
+def write_model_inputs(cfg: dict, folder: str) -> tuple[str, str]:
+    """The many-model sweep's files: `folder/video` and `folder/text`, one file per (model, count)."""
+    from vtalign.probe.features import save_features
+
+    m = cfg["models"]
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(cfg["n"], 32, generator=g)
+    dirs = (os.path.join(folder, "video"), os.path.join(folder, "text"))
+    for d, axis, count, counts, layers, dim, tag in ((dirs[0], "frames", m["mv"], m["frames"], m["lv"], m["dv"], "v"),
+                                                     (dirs[1], "captions", m["mt"], m["captions"], m["lt"], m["dt"],
+                                                      "t")):
+        os.makedirs(d)
+        for i in range(count):
+            for c in counts:
+                signal = (0.5 + 0.1 * i) * (1 - 0.6 / c ** 0.5)
+                save_features(os.path.join(d, f"{tag}model{i}_pool-avg_num{axis}-{c}.pt"),
+                              _stack(z, layers, dim, signal, g))
+    return dirs
 
 
 def _timed_cells(cfg: dict) -> list[tuple[int, int]]:
@@ -144,8 +170,47 @@ def _extract_worker(spec: dict, cfg: dict) -> dict:
     return out
 
 
+def _models_worker(spec: dict, cfg: dict) -> dict:
+    from vtalign.probe.alignment import layerwise_alignment
+    from vtalign.probe.features import open_features
+    from vtalign.probe.file_sweep import axis_models, sweep_files
+    from vtalign.probe.run import cached_layer_lists
+
+    m, k = cfg["models"], cfg["k"]
+    vdir, tdir = spec["video"], spec["text"]
+    warm = torch.randn(64, 2, 16)
+    warmup = lambda: layerwise_alignment(warm, warm, k=5)  # noqa: E731  imports, thread pools
+    reps = spec.get("reps", None if spec["size"] == "small" else 0)
+    kept = []
+    if spec["impl"] == "vtalign":
+        out = time_calls(lambda: kept.append(sweep_files([vdir], [tdir], k=k, permutations=m["perms"],
+                                                         progress=False)), warmup=warmup, reps=reps)
+        pair = kept[-1].pairs[("vmodel0", "tmodel0")]
+        out.update(searches=kept[-1].searches, calibrated=pair.calibrated.tolist(), scores=pair.sweep.scores.tolist())
+        return out
+    vm, tm = axis_models([vdir], "frames", "video"), axis_models([tdir], "captions", "text")
+    if spec["impl"] == SEARCHES:
+        def searches():
+            for files in (*vm.values(), *tm.values()):
+                for path in files.values():
+                    with open_features(path) as ff:
+                        cached_layer_lists(ff, "", k, normalize=True, options="", cache_dir=None)
+        return time_calls(searches, warmup=warmup, reps=reps)
+    # every pair has the same shapes: one pair's sweep, scaled to all of them
+    out = time_calls(lambda: kept.append(sweep_files(list(vm["vmodel0"].values()), list(tm["tmodel0"].values()),
+                                                     k=k, permutations=m["perms"], progress=False)),
+                     warmup=warmup, reps=reps)
+    scale = m["mv"] * m["mt"]
+    pair = kept[-1].only_pair()
+    out.update(seconds=out["seconds"] * scale, cpu_s=out["cpu_s"] * scale, calibrated=pair.calibrated.tolist(),
+               scores=pair.sweep.scores.tolist())
+    return out
+
+
 def worker(spec: dict) -> dict:
     cfg = SIZES[spec["size"]]
+    if spec["case"] == "models":
+        return _models_worker(spec, cfg)
     return _sweep_worker(spec, cfg) if spec["case"] == "sweep" else _extract_worker(spec, cfg)
 
 
@@ -185,6 +250,7 @@ def run(size: str = "full", progress=None) -> str:
             a, b = res["vtalign"]["runs"][0]["scores"], res[LOOP]["runs"][0]["scores"]
             diff = max(abs(x - y) for x, y in zip(a, b))
             lines.append(f"Best-pair scores on the timed cells: max abs difference {diff:.1e}.")
+        lines += ["", *_models_section(cfg, tmp, size, progress)]
         common = dict(case="extract", size=size, dir=tmp)
         res = compare(__name__, {"vtalign": dict(impl="vtalign", **common), NAIVE: dict(impl="naive", **common)},
                       progress=progress)
@@ -198,6 +264,37 @@ def run(size: str = "full", progress=None) -> str:
                   "extraction's own: vtalign saves each batch and streams the parts into the file (one batch in "
                   "memory); the peer holds every batch, concatenates them and saves the whole tensor."]
     return "\n".join(lines) + "\n"
+
+
+def _models_section(cfg: dict, tmp: str, size: str, progress) -> list[str]:
+    m = cfg["models"]
+    vdir, tdir = write_model_inputs(cfg, os.path.join(tmp, "models"))
+    common = dict(case="models", size=size, video=vdir, text=tdir)
+    res = compare(__name__, {"vtalign": dict(impl="vtalign", **common), PAIRS: dict(impl=PAIRS, **common),
+                             SEARCHES: dict(impl=SEARCHES, **common)}, progress=progress)
+    F, C = len(m["frames"]), len(m["captions"])
+    case = (f"sweep of {m['mv']}x{m['mt']} models, {F}x{C} cells, {m['lv']}+{m['lt']} layers, N={cfg['n']}, "
+            f"K={m['perms']}")
+    st = record_compared("sweep", case, res, floors=(SEARCHES,))
+    searches = F * m["mv"] * m["lv"] + C * m["mt"] * m["lt"]
+    lines = [f"## Sweep of {m['mv']} video x {m['mt']} text models: {F} x {C} cells, {m['lv']} video layers "
+             f"(D = {m['dv']}) and {m['lt']} text layers (D = {m['dt']}) per model, N = {cfg['n']}, k = {cfg['k']}, "
+             f"{m['perms']} permutations per cell", "", *HEAD]
+    lines += [_row(label, s, st.get("vtalign")) for label, s in st.items()]
+    lines += [f"| {label} | failed: {r['error']} | | | |" for label, r in res.items() if r["error"]]
+    lines += ["", f"vtalign: one search per (file, layer), {searches} in all, and a calibrated leaderboard per cell; "
+              f"the peer runs one-pair sweeps ({PAIRS}: each pair's files searched again for every pair), timed on "
+              f"one pair and scaled by {m['mv'] * m['mt']}; the floor is the {searches} searches alone."]
+    if not any(r["error"] for r in res.values()):
+        floor = ratio_stats(st["vtalign"]["times"], st[SEARCHES]["times"])
+        lines.append(f"The many-model sweep takes **{floor['median']:.2f}x** its searches ({floor['min']:.2f}–"
+                     f"{floor['max']:.2f}): the rest is the {F * C * m['mt']} permutation nulls (one index pass per "
+                     "cell and text model for all video models).")
+        a, b = res["vtalign"]["runs"][0], res[PAIRS]["runs"][0]
+        same = a["scores"] == b["scores"] and a["calibrated"] == b["calibrated"]
+        lines.append(f"Scores and calibrated scores of the first model pair, many-model sweep vs its one-pair sweep: "
+                     f"{'identical' if same else 'DIFFERENT'}.")
+    return lines
 
 
 if __name__ == "__main__":
