@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vtalign.probe.file_sweep as fsw
+import vtalign.probe.sweep_cells as cells
 from vtalign.cli import main
 from vtalign.probe.alignment import layerwise_alignment
 from vtalign.probe.aristotelian import calibrated_alignment
@@ -102,34 +103,58 @@ def test_one_pair_sweep_reports_a_calibrated_grid(files, tmp_path):
 def test_an_interrupted_sweep_resumes_from_its_checkpoint(files, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     first = sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, out_dir=out, progress=False)
-    assert os.path.exists(os.path.join(out, "cache", "sweep-cells.json"))
-    real = fsw.leaderboard_from_lists
+    path = os.path.join(out, "cache", "sweep-cells.json")
+    assert os.path.exists(path)
+    real, columns = cells._column, []
 
-    def never(*a, **kw):
-        raise AssertionError("a finished cell was computed again")
+    def counting(rows, c, *a, **kw):
+        columns.append(c)
+        return real(rows, c, *a, **kw)
 
-    monkeypatch.setattr(fsw, "leaderboard_from_lists", never)
+    monkeypatch.setattr(cells, "_column", counting)
     again = sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, out_dir=out, progress=False)
-    assert (again.searches, again.cached) == (0, first.searches)
+    assert (again.searches, again.cached) == (0, first.searches) and columns == []  # nothing computed again
     for fc, board in first.boards.items():
         assert again.boards[fc].pairs == board.pairs
-    # other options: the checkpoint is not theirs, every cell is computed
-    calls = []
-    monkeypatch.setattr(fsw, "leaderboard_from_lists", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    # other options: the checkpoint is not theirs, every column is computed
     sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, seed=9, out_dir=out, progress=False)
-    assert len(calls) == len(first.boards)
-    # a checkpoint cut short: its finished rows are kept, the rest is computed
-    path = os.path.join(out, "cache", "sweep-cells.json")
-    saved = json.load(open(path))
-    saved["cells"] = [c for c in saved["cells"] if c["n_frames"] == 1]
-    json.dump(saved, open(path, "w"))
-    calls.clear()
-    sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, seed=9, out_dir=out, progress=False)
-    assert len(calls) == len(first.boards) - 3
+    assert columns == [1, 2, 3]
+    # a checkpoint cut short: its finished cells are kept, the rest is computed, to the same result
+    full = json.load(open(path))
+    json.dump(dict(full, cells=[c for c in full["cells"] if c["n_captions"] == 1]), open(path, "w"))
+    columns.clear()
+    resumed = sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, seed=9, out_dir=out,
+                          progress=False)
+    assert columns == [2, 3] and json.load(open(path)) == full
+    assert {fc: b.pairs for fc, b in resumed.boards.items()} == {
+        fc: b.pairs for fc, b in sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, seed=9,
+                                             progress=False).boards.items()}
     open(path, "w").write("{not json")  # a damaged checkpoint is recomputed, not trusted
-    calls.clear()
+    columns.clear()
     sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, seed=9, out_dir=out, progress=False)
-    assert len(calls) == len(first.boards)
+    assert columns == [1, 2, 3]
+
+
+def test_row_groups_share_one_index_within_the_budget(files, monkeypatch):
+    """Frame counts are indexed together up to INDEX_ENTRIES; a smaller budget splits them
+    into more groups (one pass per text file and group) with the same results."""
+    whole = sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, progress=False)
+    built = []
+    real = cells.OverlapIndex
+
+    def index(lists):
+        built.append(len(lists))
+        return real(lists)
+
+    monkeypatch.setattr(cells, "OverlapIndex", index)
+    monkeypatch.setattr(cells, "INDEX_ENTRIES", 2 * 3 * N * K)  # vid-a + vid-b at one frame count: 5 layers
+    split = sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, progress=False)
+    assert built == [2, 2, 1]  # one group per frame count: {1}, {2}, {4} (vid-b has no 4)
+    assert {fc: b.pairs for fc, b in split.boards.items()} == {fc: b.pairs for fc, b in whole.boards.items()}
+    built.clear()
+    monkeypatch.setattr(cells, "INDEX_ENTRIES", 1 << 24)
+    sweep_files([files["video"]], [files["text"]], k=K, permutations=PERMS, progress=False)
+    assert built == [5]  # every video file in one index
 
 
 def test_axis_models_names_and_refusals(files, tmp_path):

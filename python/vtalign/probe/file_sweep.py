@@ -9,19 +9,18 @@ cells and model pairs -- and cached on disk exactly as `vtalign probe` caches th
 options; atomic; a corrupt entry is recomputed), so a rerun, or a probe of the
 same files into the same folder, searches nothing again.
 
-Every cell (n_f, n_c) is then a leaderboard (`leaderboard_from_lists`) of the
-video models that have n_f frames against the text models that have n_c
-captions, from the lists alone: each model pair's `[Lv, Lt]` scores (equal to
+Every cell (n_f, n_c) is then a leaderboard (`sweep_cells`) of the video models
+that have n_f frames against the text models that have n_c captions, from the
+lists alone: each model pair's `[Lv, Lt]` scores (equal to
 `layerwise_alignment` on the two files), its best layer pair, and -- with
 permutations -- its calibrated score, p-value and τ (`vtalign.probe.aristotelian`;
 the same permutations, drawn once from `seed`, in every cell and for every pair).
 The scaling law is fitted to each model pair's best-pair scores over its cells.
-With an output folder the finished cells are checkpointed after each frame count
-(`cache/sweep-cells.json`), so an interrupted sweep resumes where it stopped.
+With an output folder the finished cells are checkpointed (`cache/sweep-cells.json`),
+so an interrupted sweep resumes where it stopped.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,17 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vtalign._atomic import check_out_dir, write_json
-from vtalign._progress import progress_bar
+from vtalign._atomic import check_out_dir
 from vtalign.probe._checks import check_backend, check_flag, check_int
 from vtalign.probe.alignment import _check_k
 from vtalign.probe.extract_store import NAME_RE, feature_ids, parse_feature_name
 from vtalign.probe.features import open_features
-from vtalign.probe.leaderboard import Leaderboard, PairResult, check_leaderboard_options, leaderboard_from_lists
+from vtalign.probe.leaderboard import Leaderboard, check_leaderboard_options
 from vtalign.probe.metrics import KNN_METRICS
 from vtalign.probe.run import _file_id, cached_layer_lists
 from vtalign.probe.scaling import ScalingFit
 from vtalign.probe.sweep import Sweep
+from vtalign.probe.sweep_cells import score_cells
 
 AxisModels = dict[str, dict[int, str]]  # model label -> {count: file}
 
@@ -169,34 +168,6 @@ def _check_files(models: AxisModels, key: str, side: str, n_want: int | None, id
     return n, ids
 
 
-def _resume(path: str | None, options: dict) -> dict[tuple[int, int], list[dict]]:
-    """The finished cells of an earlier sweep checkpointed at `path` with exactly these options."""
-    if path is None:
-        return {}
-    try:
-        with open(path) as f:
-            old = json.load(f)
-        if old.get("options") != json.loads(json.dumps(options)):
-            return {}
-        return {(int(c["n_frames"]), int(c["n_captions"])): c["pairs"] for c in old["cells"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}  # no checkpoint, or one this version cannot read: recompute
-
-
-def _pair_record(p: PairResult) -> dict:
-    d = p.to_dict()
-    if p.scores is not None:
-        d["layer_scores"] = p.scores.tolist()
-    return d
-
-
-def _pair_from_record(d: dict) -> PairResult:
-    p = PairResult.from_dict(d)
-    if "layer_scores" in d:
-        p.scores = torch.tensor(d["layer_scores"], dtype=torch.float64)
-    return p
-
-
 def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric: str = "mutual_knn", k: int = 10,
                 out_dir: str | None = None, key: str = "feats", backend: str = "auto",
                 device: str | torch.device | None = None, progress: bool = True, permutations: int = 200,
@@ -259,31 +230,11 @@ def sweep_files(video_files: Sequence[str], text_files: Sequence[str], *, metric
     options = dict(metric=metric, k=k, key=key, permutations=permutations, alpha=alpha, smax=smax_v, agg=agg,
                    seed=seed, files={side: {m: {str(c): _file_id(p) for c, p in f.items()} for m, f in models.items()}
                                      for side, models in (("video", vm), ("text", tm))})
-    checkpoint = os.path.join(cache, "sweep-cells.json") if cache else None
-    done = _resume(checkpoint, options)
     keep = len(vm) * len(tm) == 1  # one pair: every cell's [Lv, Lt] matrix is part of the report
-    frames = sorted({c for f in vm.values() for c in f})
-    captions = sorted({c for f in tm.values() for c in f})
-    boards: dict[tuple[int, int], Leaderboard] = {}
-    kw = dict(n_permutations=permutations, alpha=alpha, smax=smax_v, agg=agg, seed=seed, backend=backend)
-    with progress_bar("sweep cells", len(frames) * len(captions), enabled=progress, unit="cell") as bar:
-        for f in frames:
-            la = {m: lv[(m, f)] for m, files in vm.items() if f in files}
-            for c in captions:
-                lb = {m: lt[(m, c)] for m, files in tm.items() if c in files}
-                if (f, c) in done:
-                    board = Leaderboard(metric, k, n, agg, float(alpha), smax_v, permutations, seed, list(la),
-                                        list(lb))
-                    board.pairs.update({(p["model_a"], p["model_b"]): _pair_from_record(p) for p in done[(f, c)]})
-                else:
-                    board = leaderboard_from_lists(la, lb, metric, keep_scores=keep, **kw)
-                boards[(f, c)] = board
-                bar.update()
-            if checkpoint is not None and any((f, c) not in done for c in captions):
-                # one write per frame count (not per cell): the file grows with the cells it holds
-                write_json(checkpoint, dict(options=options, cells=[
-                    dict(n_frames=ff, n_captions=cc, pairs=[_pair_record(p) for p in b.pairs.values()])
-                    for (ff, cc), b in boards.items()]))
+    boards = score_cells(lv, lt, vm, tm, metric=metric, k=k, n=n, permutations=permutations, alpha=alpha,
+                         smax=smax_v, agg=agg, seed=seed, backend=backend, keep_scores=keep,
+                         checkpoint=os.path.join(cache, "sweep-cells.json") if cache else None, options=options,
+                         progress=progress)
     pairs = {(a, b): _pair_sweep(a, b, vm[a], tm[b], boards, metric, k) for a in vm for b in tm}
     return FileSweep(metric, k, n, permutations, vm, tm, pairs, boards, searched["new"], searched["cached"])
 

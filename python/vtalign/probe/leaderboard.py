@@ -109,8 +109,9 @@ class Leaderboard:
                     models_b=self.models_b, pairs=[p.to_dict() for p in self.ranked()])
 
 
-def _pair(name_a: str, name_b: str, obs: torch.Tensor, null: torch.Tensor | None, *, metric, agg, alpha,
-          smax, keep_scores: bool = False) -> PairResult:
+def pair_result(name_a: str, name_b: str, obs: torch.Tensor, null: torch.Tensor | None, *, metric, agg, alpha,
+                smax, keep_scores: bool = False) -> PairResult:
+    """One pair from its observed `[La, Lb]` scores and its null `[P, La, Lb]` (None: raw only)."""
     flat = int(torch.argmax(obs))
     best = (flat // obs.shape[1], flat % obs.shape[1])
     kept = obs if keep_scores else None
@@ -207,7 +208,7 @@ def _fill(board: Leaderboard, lists_a, lists_b, layers_a, layers_b, *, agg, norm
                 index, indexed = OverlapIndex([lists_a[a] for a in todo]), todo
             per_a = index.split(index.counts(lists_b[b], torch.cat([ident, perms])))
             for a, s in zip(todo, per_a):
-                board.pairs[(a, b)] = _pair(a, b, s[0], s[1:] if n_perm else None, **kw)
+                board.pairs[(a, b)] = pair_result(a, b, s[0], s[1:] if n_perm else None, **kw)
         else:
             for a in todo:
                 la = None if layers_a is None else layers_a[a]
@@ -215,7 +216,7 @@ def _fill(board: Leaderboard, lists_a, lists_b, layers_a, layers_b, *, agg, norm
                 lists = None if lists_a is None else (lists_a[a], lists_b[b])
                 obs, null = null_scores(metric, la, lb, perms, k=k, lists=lists, normalize=normalize,
                                         backend=backend, max_workspace_bytes=max_workspace_bytes)
-                board.pairs[(a, b)] = _pair(a, b, obs, null if n_perm else None, **kw)
+                board.pairs[(a, b)] = pair_result(a, b, obs, null if n_perm else None, **kw)
         if on_model_b is not None:
             on_model_b(board)
 
@@ -264,4 +265,5 @@ def leaderboard(models_a: Mapping[str, Layers], models_b: Mapping[str, Layers], 
     return board
 
 
-__all__ = ["Leaderboard", "PairResult", "check_leaderboard_options", "leaderboard", "leaderboard_from_lists"]
+__all__ = ["Leaderboard", "PairResult", "check_leaderboard_options", "leaderboard", "leaderboard_from_lists",
+           "pair_result"]
