@@ -38,7 +38,7 @@ def no_compute(monkeypatch):
     for mod, names in ((alignment, ("all_pair_scores", "outlier_threshold", "_streamed_thresholds", "layer_lists")),
                        (calibration, ("layer_knn", "list_scores", "permutation_null")),
                        (run, ("cosine_knn", "all_pair_scores", "calibrate_lists")),
-                       (scaling, ("least_squares", "_linear_part")),
+                       (scaling, ("least_squares", "_linear_part", "_grid_start")),
                        (demo, ("video_text_set",))):
         for name in names:
             monkeypatch.setattr(mod, name, boom)

@@ -74,3 +74,26 @@ def test_bad_tables():
         fit_scaling_law(nf, nc, np.full(nf.size, 0.3))
     with pytest.raises(ValueError, match="must be 1-D"):
         fit_scaling_law(nf.reshape(6, -1), nc.reshape(6, -1), y.reshape(6, -1))
+
+
+@pytest.mark.parametrize("case", ["videomae", "flat_captions", "noise_only"])
+def test_the_fit_is_at_least_as_good_as_a_dense_exponent_search(case):
+    """The reference: for every (alpha, beta) of a dense grid the best linear part (C >= 0,
+    exact), i.e. the smallest SS_res the law can reach there. The fit must reach at
+    least that. "flat_captions" is the valley where C_c n_c^-beta with beta -> 0 trades
+    against S_inf, along which a joint 5-parameter search used to stop short."""
+    from vtalign.probe.scaling import EXPONENT_BOUNDS, _linear_part
+
+    nf, nc = _grid(frames=(1, 2, 4, 8), captions=(1, 2, 3, 4))
+    rng = np.random.default_rng(3)
+    if case == "videomae":
+        y = scaling_law(nf, nc, **VIDEOMAE) + rng.normal(0, 0.002, nf.size)
+    elif case == "flat_captions":
+        y = scaling_law(nf, nc, S_inf=0.8, C_f=0.007, alpha=2.8, C_c=0.12, beta=0.02) + rng.normal(0, 0.002, nf.size)
+    else:
+        y = rng.normal(0.5, 0.01, nf.size)
+    fit = fit_scaling_law(nf, nc, y)
+    ss_fit = float(np.sum((fit.predict(nf, nc) - y) ** 2))
+    dense = np.geomspace(*EXPONENT_BOUNDS, 161)
+    ss_ref = min(_linear_part(nf, nc, y, a, b)[1] for a in dense for b in dense)
+    assert ss_fit <= ss_ref * (1 + 1e-9) + 1e-15
