@@ -116,8 +116,8 @@ def _sweep_worker(spec: dict, cfg: dict) -> dict:
     if spec["impl"] == "vtalign":
         from vtalign.probe.file_sweep import sweep_files
 
-        # raw scores, as the loop computes them (the calibrated cells are `vtalign sweep`'s default,
-        # about 0.13 s more per cell at this size, which the loop has no counterpart for)
+        # raw scores, as the loop computes them (the calibrated cells, `vtalign sweep`'s default,
+        # have no counterpart in the loop; the many-model case below times them)
         out = time_calls(lambda: kept.append(sweep_files(vfiles, tfiles, k=k, progress=False, permutations=0)),
                          warmup=warmup, reps=reps)
         sw = kept[-1].sweep
