@@ -288,8 +288,9 @@ def _models_section(cfg: dict, tmp: str, size: str, progress) -> list[str]:
     if not any(r["error"] for r in res.values()):
         floor = ratio_stats(st["vtalign"]["times"], st[SEARCHES]["times"])
         lines.append(f"The many-model sweep takes **{floor['median']:.2f}x** its searches ({floor['min']:.2f}–"
-                     f"{floor['max']:.2f}): the rest is the {F * C * m['mt']} permutation nulls (one index pass per "
-                     "cell and text model for all video models).")
+                     f"{floor['max']:.2f}): the rest is the permutation null of all {F * C} cells ({C * m['mt']} "
+                     f"index passes of {m['perms'] + 1} permutations, one per text file for all video files) and "
+                     f"{m['mv'] * m['mt']} scaling-law fits.")
         a, b = res["vtalign"]["runs"][0], res[PAIRS]["runs"][0]
         same = a["scores"] == b["scores"] and a["calibrated"] == b["calibrated"]
         lines.append(f"Scores and calibrated scores of the first model pair, many-model sweep vs its one-pair sweep: "
