@@ -23,7 +23,7 @@ from vtalign.probe.alignment import check_layer_options, clamp_layers, read_laye
 from vtalign.probe.features import open_features
 from vtalign.probe.leaderboard import Leaderboard, PairResult, check_leaderboard_options, leaderboard_from_lists
 from vtalign.probe.metrics import USES_K
-from vtalign.probe.report import heatmap_png, plots_unavailable
+from vtalign.probe.report import best_cell, heatmap_png, plots_unavailable
 from vtalign.probe.run import _file_id, cached_layer_lists
 
 FEATURE_EXTS = (".pt", ".pth", ".npy", ".npz", ".safetensors")
@@ -159,10 +159,8 @@ def leaderboard_files(paths_a: Sequence[str], paths_b: Sequence[str], *, metric:
         if plots_unavailable() is None:
             what = "calibrated" if permutations else "raw"
             m = board.matrix(what)
-            flat = int(torch.argmax(torch.nan_to_num(m, nan=-1.0)))
-            written.append(heatmap_png(os.path.join(out_dir, "leaderboard.png"), m, (flat // m.shape[1],
-                                       flat % m.shape[1]), names_a=board.models_a, names_b=board.models_b,
-                                       title=f"{metric}, {what}",
+            written.append(heatmap_png(os.path.join(out_dir, "leaderboard.png"), m, best_cell(m),
+                                       names_a=board.models_a, names_b=board.models_b, title=f"{metric}, {what}",
                                        label_a="model A", label_b="model B"))
     return board, written
 

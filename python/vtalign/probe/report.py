@@ -5,6 +5,7 @@ place with os.replace, so an interrupted run never leaves a half-written report.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -38,6 +39,12 @@ def plots_unavailable() -> MissingDependency | None:
 def skipped_plots_line(cmd: str, reason: str | MissingDependency) -> str:
     """The one line a command prints when its summaries were written but its plots were not."""
     return f"vtalign {cmd}: plots skipped (summaries written): {reason}"
+
+
+def best_cell(m: torch.Tensor) -> tuple[int, int]:
+    """(row, column) of the largest entry of a `[R, C]` matrix, NaN entries (missing) skipped."""
+    flat = int(torch.argmax(torch.nan_to_num(m, nan=-math.inf)))
+    return flat // m.shape[1], flat % m.shape[1]
 
 
 def heatmap_png(path: str, scores: torch.Tensor, best: tuple[int, int], *, names_a=None, names_b=None,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vtalign.probe.file_sweep import FileSweep, PairSweep
-from vtalign.probe.report import heatmap_png, plots_unavailable, scaling_png, write_json, write_text
+from vtalign.probe.report import best_cell, heatmap_png, plots_unavailable, scaling_png, write_json, write_text
 from vtalign.probe.scaling import PARAMS, ScalingFit
 
 
@@ -199,11 +199,6 @@ def _cell_matrix(pair: PairSweep) -> torch.Tensor:
     return m
 
 
-def _argmax(m: torch.Tensor) -> tuple[int, int]:
-    flat = int(torch.argmax(torch.nan_to_num(m, nan=-math.inf)))
-    return flat // m.shape[1], flat % m.shape[1]
-
-
 def _plots(res: FileSweep, out_dir: str) -> list[str]:
     if len(res.pairs) == 1:
         pair = res.only_pair()
@@ -212,20 +207,20 @@ def _plots(res: FileSweep, out_dir: str) -> list[str]:
         m = _cell_matrix(pair)
         return [scaling_png(os.path.join(out_dir, "scaling.png"), s.n_frames, s.n_captions, s.scores,
                             None if pair.fit is None else pair.fit.predict, title=title),
-                heatmap_png(os.path.join(out_dir, "cells.png"), m, _argmax(m),
+                heatmap_png(os.path.join(out_dir, "cells.png"), m, best_cell(m),
                             names_a=[str(f) for f in pair.video_files], names_b=[str(c) for c in pair.text_files],
                             label_a="frames", label_b="captions", title=f"best-pair {s.metric} per cell")]
     fs, cs = res.frames, res.captions
     what = "calibrated" if res.permutations else "raw"
     top = res.boards[(fs[-1], cs[-1])]
     m = top.matrix(what)
-    files = [heatmap_png(os.path.join(out_dir, "leaderboard.png"), m, _argmax(m), names_a=top.models_a,
+    files = [heatmap_png(os.path.join(out_dir, "leaderboard.png"), m, best_cell(m), names_a=top.models_a,
                          names_b=top.models_b, label_a="video model", label_b="text model",
                          title=f"{res.metric}, {what}, {fs[-1]} frames x {cs[-1]} captions")]
     va, ta = list(res.video_models), list(res.text_models)
     s_inf = torch.tensor([[_s_inf(res.pairs[(a, b)]) for b in ta] for a in va], dtype=torch.float64)
     if not torch.isnan(s_inf).all():
-        files.append(heatmap_png(os.path.join(out_dir, "s_inf.png"), s_inf, _argmax(s_inf), names_a=va,
+        files.append(heatmap_png(os.path.join(out_dir, "s_inf.png"), s_inf, best_cell(s_inf), names_a=va,
                                  names_b=ta, label_a="video model", label_b="text model",
                                  title=f"fitted S_inf ({res.metric}; blank: not fitted)"))
     return files
